@@ -1,0 +1,210 @@
+//! Command-line options and the binary's entry point (`main.rs` is a thin shell).
+//!
+//! ```text
+//! leaklab-service [--addr 127.0.0.1:8080] [--leak ID]... [--fix ID]... [--admin-token T] [--leak-budget 2GiB]
+//! leaklab-service scenarios [--json]
+//! ```
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::app::{shutdown_signal, App, Service};
+use crate::catalogue::{self, ScenarioId};
+use crate::config::Config;
+
+/// A tokio + axum HTTP API with seeded, calibrated memory leaks that reports its
+/// own memory truthfully. Each leak is switched by a flag: `--leak ID` at start,
+/// `PUT /admin/flags/{id}` while running, or the Cargo feature `leak-<id>`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "leaklab-service",
+    version,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeOpts,
+}
+
+/// What to do instead of serving.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the leak catalogue with ground truth at the given parameters.
+    Scenarios {
+        /// A JSON array (INTERFACES.md) instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        params: Params,
+    },
+}
+
+/// Options of the server.
+#[derive(Debug, Args)]
+pub struct ServeOpts {
+    /// Address to listen on. Port 0 picks a free port; the chosen address is
+    /// printed on stdout as `listening on http://ADDR`.
+    #[arg(long, env = "LEAKLAB_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// Turn a leak on at start (repeatable, or a comma list in LEAKLAB_LEAKS).
+    #[arg(
+        long = "leak",
+        value_name = "ID",
+        env = "LEAKLAB_LEAKS",
+        value_delimiter = ','
+    )]
+    pub leaks: Vec<ScenarioId>,
+    /// Turn a leak off at start, e.g. one a `leak-<id>` build feature turned on
+    /// (repeatable, or a comma list in LEAKLAB_FIXES).
+    #[arg(
+        long = "fix",
+        value_name = "ID",
+        env = "LEAKLAB_FIXES",
+        value_delimiter = ','
+    )]
+    pub fixes: Vec<ScenarioId>,
+    /// When set, every /debug/* route and every /admin/* write needs
+    /// `Authorization: Bearer <token>`.
+    #[arg(long, env = "LEAKLAB_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Bytes any one leaky path may retain before it stops (e.g. 2GiB, 512MiB).
+    #[arg(long, env = "LEAKLAB_LEAK_BUDGET", default_value = "2GiB", value_parser = parse_bytes)]
+    pub leak_budget: u64,
+    /// Whether jemalloc heap-profile sampling is active at start.
+    #[arg(long, default_value = "on", value_parser = parse_on_off)]
+    pub heap_profiling: bool,
+    #[command(flatten)]
+    pub params: Params,
+}
+
+/// Component parameters that change ground truth.
+#[derive(Debug, Args, Clone)]
+pub struct Params {
+    /// Size of one computed item value.
+    #[arg(long, default_value = "10KiB", value_parser = parse_bytes)]
+    pub value_bytes: u64,
+    /// Capacity of the bounded item cache (the fixed path of unbounded-cache).
+    #[arg(long, default_value = "64MiB", value_parser = parse_bytes)]
+    pub cache_capacity: u64,
+    /// Size of the per-request context a spawned task holds.
+    #[arg(long, default_value = "2KiB", value_parser = parse_bytes)]
+    pub context_bytes: u64,
+}
+
+impl Params {
+    /// The configuration these parameters describe.
+    pub fn config(&self) -> Config {
+        Config {
+            value_bytes: self.value_bytes.max(1),
+            cache_capacity_bytes: self.cache_capacity,
+            context_bytes: self.context_bytes,
+            ..Config::default()
+        }
+    }
+}
+
+/// Parses `10KiB`, `2 GiB`, `512MB` or a plain byte count.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    s.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| format!("`{s}` is not a byte size like 512MiB or 2GiB: {e}"))
+}
+
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" | "true" | "1" => Ok(true),
+        "off" | "false" | "0" => Ok(false),
+        _ => Err(format!("expected on or off, not `{s}`")),
+    }
+}
+
+/// Runs the binary: parses arguments, then serves or prints.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Scenarios { json, params }) => {
+            print_scenarios(&params.config(), json);
+            ExitCode::SUCCESS
+        }
+        None => match serve(cli.serve) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("leaklab-service: {err:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn print_scenarios(config: &Config, json: bool) {
+    let scenarios = catalogue::catalogue(config);
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&scenarios).expect("catalogue serializes")
+        );
+        return;
+    }
+    println!(
+        "{:<18} {:<13} {:<10} {:<6} {:<18} {:>12} {:>6}",
+        "id", "class", "component", "method", "path", "bytes/req", "tasks"
+    );
+    for s in &scenarios {
+        println!(
+            "{:<18} {:<13} {:<10} {:<6} {:<18} {:>12} {:>6}",
+            s.id,
+            s.class.as_str(),
+            s.component,
+            s.method,
+            s.path,
+            s.bytes_per_request,
+            s.tasks_per_request
+        );
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::prelude::*;
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter).with(fmt);
+    #[cfg(feature = "console")]
+    let registry = registry.with(console_subscriber::spawn());
+    registry.init();
+}
+
+fn serve(opts: ServeOpts) -> anyhow::Result<()> {
+    init_tracing();
+    let mut config = opts.params.config();
+    config.leak_budget_bytes = opts.leak_budget;
+    config.heap_profiling = opts.heap_profiling;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let app = App::new(config, opts.admin_token);
+        for id in &opts.leaks {
+            app.ctx.flags.set(*id, true);
+        }
+        for id in &opts.fixes {
+            app.ctx.flags.set(*id, false);
+        }
+        if let Err(err) = crate::telemetry::heap::set_profiling(app.ctx.config.heap_profiling).await {
+            tracing::warn!(%err, "heap profiling unavailable");
+        }
+        let service = Service::start(opts.addr, app.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", opts.addr))?;
+        println!("listening on http://{}", service.addr);
+        tracing::info!(addr = %service.addr, leaks_on = ?app.ctx.flags.on_ids(), pid = std::process::id(), "leaklab-service started");
+        shutdown_signal().await;
+        service.stop().await?;
+        Ok(())
+    })
+}

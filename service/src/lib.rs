@@ -1,0 +1,27 @@
+//! leaklab-service: a tokio + axum HTTP API with feature-flagged seeded memory
+//! leaks, each beside its fixed twin, that reports its own memory truthfully.
+//!
+//! # Layout
+//!
+//! - [`cli`]: options and the binary's entry point.
+//! - [`app`]: the router, the admin-token guard, start and graceful shutdown.
+//! - [`catalogue`]: scenario ids, classes and ground truth (SCENARIOS.md).
+//! - [`flags`]: the runtime leak switches; [`budget`]: the leak budget.
+//! - [`components`]: the API's parts (cache, fan-out, churn, ...), one module
+//!   per component with its leaky and fixed paths side by side.
+//! - [`telemetry`]: `/debug/memory`, `/metrics`, heap profiles, task dumps.
+//! - [`config`], [`error`]: parameters and the one error type.
+//!
+//! The binary installs jemalloc as the global allocator with heap profiling
+//! compiled in (see `main.rs`); the library does not, so tests that read
+//! allocator numbers run the binary.
+
+pub mod app;
+pub mod budget;
+pub mod catalogue;
+pub mod cli;
+pub mod components;
+pub mod config;
+pub mod error;
+pub mod flags;
+pub mod telemetry;

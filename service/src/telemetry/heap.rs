@@ -1,0 +1,60 @@
+//! `GET /debug/pprof/heap`: jemalloc's in-use heap profile, as a gzipped pprof
+//! protobuf (load it with `pprof` or `go tool pprof`) or, with `?format=svg`, a
+//! flamegraph.
+//!
+//! jemalloc samples one allocation per 512 KiB allocated on average
+//! (`lg_prof_sample:19` in the binary's `malloc_conf`), so a profile is cheap
+//! to keep on and is an estimate scaled back to bytes.
+
+use crate::error::AppError;
+
+/// The two renderings of a heap profile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeapFormat {
+    Pprof,
+    Svg,
+}
+
+/// Whether heap profiling is compiled in and active.
+pub async fn profiling_active() -> bool {
+    match jemalloc_pprof::PROF_CTL.as_ref() {
+        Some(ctl) => ctl.lock().await.activated(),
+        None => false,
+    }
+}
+
+/// Turns sampling on or off. Errors when the binary was built without
+/// profiling in `malloc_conf` (e.g. a test binary).
+pub async fn set_profiling(active: bool) -> Result<(), AppError> {
+    let ctl = jemalloc_pprof::PROF_CTL.as_ref().ok_or_else(|| {
+        AppError::Unavailable("heap profiling is not compiled into this binary".into())
+    })?;
+    let mut ctl = ctl.lock().await;
+    let result = if active {
+        ctl.activate()
+    } else {
+        ctl.deactivate()
+    };
+    result.map_err(|e| AppError::Internal(anyhow::anyhow!("jemalloc prof.active: {e}")))
+}
+
+/// Dumps the heap profile. Symbolization and encoding run on a blocking thread.
+pub async fn dump(format: HeapFormat) -> Result<Vec<u8>, AppError> {
+    let ctl = jemalloc_pprof::PROF_CTL.as_ref().ok_or_else(|| {
+        AppError::Unavailable("heap profiling is not compiled into this binary".into())
+    })?;
+    let mut guard = ctl.clone().lock_owned().await;
+    if !guard.activated() {
+        return Err(AppError::Unavailable(
+            "heap profiling is inactive: start with --heap-profiling on or PUT /admin/profiling"
+                .into(),
+        ));
+    }
+    tokio::task::spawn_blocking(move || match format {
+        HeapFormat::Pprof => guard.dump_pprof(),
+        HeapFormat::Svg => guard.dump_flamegraph(),
+    })
+    .await
+    .map_err(|e| AppError::Internal(anyhow::anyhow!("heap dump task: {e}")))?
+    .map_err(|e| AppError::Internal(e.context("jemalloc heap dump")))
+}

@@ -1,0 +1,145 @@
+//! `GET /debug/tasks`: a tokio task dump grouped by await point, with counts.
+//!
+//! `Handle::dump()` traces every task at its current `.await` (it needs the
+//! `tokio_unstable` cfg, set in `.cargo/config.toml`, and tokio's `taskdump` feature).
+//! Resolving symbols is the slow part, so at most `limit` tasks (default 2000)
+//! are resolved and grouped; the report says how many of how many.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::error::AppError;
+
+/// One group of tasks parked at the same place.
+#[derive(Debug, Serialize)]
+pub struct TaskGroup {
+    pub count: u64,
+    /// The innermost frame of this crate's code in the trace (or the innermost frame).
+    pub await_point: String,
+    /// The whole trace, as tokio prints it.
+    pub trace: String,
+}
+
+/// The grouped dump.
+#[derive(Debug, Serialize)]
+pub struct TaskDump {
+    pub alive_tasks: u64,
+    pub traced: u64,
+    pub grouped: u64,
+    pub groups: Vec<TaskGroup>,
+}
+
+/// Picks the await point out of a trace: the innermost line naming this
+/// crate's code, else the innermost line.
+pub fn await_point(trace: &str) -> String {
+    let frames: Vec<&str> = trace
+        .lines()
+        .map(|l| l.trim_start_matches(|c: char| c.is_whitespace() || "│├└─╼".contains(c)))
+        .filter(|l| !l.is_empty())
+        .collect();
+    frames
+        .iter()
+        .rev()
+        .find(|l| l.contains("leaklab_service::"))
+        .or_else(|| frames.last())
+        .map(|l| l.to_string())
+        .unwrap_or_else(|| "(empty trace)".to_owned())
+}
+
+/// Groups `traces` by await point, largest group first.
+pub fn group(traces: impl IntoIterator<Item = String>) -> Vec<TaskGroup> {
+    let mut groups: HashMap<String, TaskGroup> = HashMap::new();
+    for trace in traces {
+        let point = await_point(&trace);
+        groups
+            .entry(point.clone())
+            .and_modify(|g| g.count += 1)
+            .or_insert(TaskGroup {
+                count: 1,
+                await_point: point,
+                trace,
+            });
+    }
+    let mut groups: Vec<TaskGroup> = groups.into_values().collect();
+    groups.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then_with(|| a.await_point.cmp(&b.await_point))
+    });
+    groups
+}
+
+/// Takes a dump of the current runtime, resolving at most `limit` traces.
+#[cfg(all(tokio_unstable, target_os = "linux"))]
+pub async fn dump(limit: usize) -> Result<TaskDump, AppError> {
+    let handle = tokio::runtime::Handle::current();
+    let alive_tasks = handle.metrics().num_alive_tasks() as u64;
+    let dump = tokio::time::timeout(Duration::from_secs(20), handle.dump())
+        .await
+        .map_err(|_| AppError::Unavailable("task dump timed out".into()))?;
+    let traced = dump.tasks().iter().count() as u64;
+    // Formatting resolves symbols: do it off the runtime's worker threads.
+    let groups = tokio::task::spawn_blocking(move || {
+        group(
+            dump.tasks()
+                .iter()
+                .take(limit)
+                .map(|t| t.trace().to_string()),
+        )
+    })
+    .await
+    .map_err(|e| AppError::Internal(anyhow::anyhow!("task dump formatting: {e}")))?;
+    let grouped = groups.iter().map(|g| g.count).sum();
+    Ok(TaskDump {
+        alive_tasks,
+        traced,
+        grouped,
+        groups,
+    })
+}
+
+/// Without the cfgs there is no dump to take.
+#[cfg(not(all(tokio_unstable, target_os = "linux")))]
+pub async fn dump(_limit: usize) -> Result<TaskDump, AppError> {
+    let _ = Duration::ZERO;
+    Err(AppError::Unavailable(
+        "task dumps need RUSTFLAGS=\"--cfg tokio_unstable\" (see .cargo/config.toml) on Linux"
+            .into(),
+    ))
+}
+
+/// Renders the dump as text: one block per group.
+pub fn render_text(dump: &TaskDump) -> String {
+    use std::fmt::Write;
+    let mut out = format!(
+        "alive tasks: {}, traced: {}, grouped: {}\n\n",
+        dump.alive_tasks, dump.traced, dump.grouped
+    );
+    for g in &dump.groups {
+        let _ = writeln!(
+            out,
+            "{} task(s) at {}\n{}\n",
+            g.count, g.await_point, g.trace
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tasks_parked_at_the_same_await_point_form_one_group() {
+        let parked = "╼ leaklab_service::components::fanout::collect::{{closure}} at src/components/fanout.rs:10:5\n  └╼ tokio::sync::mpsc::Receiver<T>::recv::{{closure}} at mpsc.rs:1:1";
+        let idle = "╼ leaklab_service::app::serve::{{closure}} at src/app.rs:3:3";
+        let groups = group([parked.to_owned(), parked.to_owned(), idle.to_owned()]);
+        assert_eq!(groups.len(), 2);
+        assert_eq!(groups[0].count, 2);
+        assert!(groups[0]
+            .await_point
+            .starts_with("leaklab_service::components::fanout::collect"));
+    }
+}
