@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -26,6 +26,7 @@ use crate::catalogue::{self, ScenarioId};
 use crate::components::{self, Component, Ctx, Gauges};
 use crate::config::Config;
 use crate::error::AppError;
+use crate::extract::{JsonBody, Path, Query};
 use crate::flags::Flags;
 use crate::telemetry::{heap, memory, prometheus, tasks};
 
@@ -68,6 +69,9 @@ impl App {
 
     /// The `/debug/memory` document, read now.
     pub async fn memory_report(&self) -> memory::MemoryReport {
+        // Gauges first: reading them runs the bounded cache's pending evictions,
+        // so the allocator numbers below see their effect.
+        let components = self.gauges();
         let alloc = memory::allocator_stats();
         let (rss, open_fds, maps) = memory::process_stats();
         memory::MemoryReport {
@@ -81,7 +85,7 @@ impl App {
             open_fds,
             maps,
             cgroup: memory::cgroup(),
-            components: self.gauges(),
+            components,
             leaks_on: self.ctx.flags.on_ids(),
             uptime_s: self.started.elapsed().as_secs_f64(),
             pid: std::process::id(),
@@ -237,14 +241,11 @@ struct FlagBody {
 async fn set_flag(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    body: Result<Json<FlagBody>, axum::extract::rejection::JsonRejection>,
+    JsonBody(body): JsonBody<FlagBody>,
 ) -> Result<impl IntoResponse, AppError> {
     let id: ScenarioId = id
         .parse()
         .map_err(|e: catalogue::UnknownScenario| AppError::NotFound(e.to_string()))?;
-    let Json(body) = body.map_err(|e| {
-        AppError::BadRequest(format!("expected {{\"enabled\": bool}}: {}", e.body_text()))
-    })?;
     let was = app.ctx.flags.set(id, body.enabled);
     tracing::info!(scenario = %id, enabled = body.enabled, was, "leak flag set");
     Ok(Json(
@@ -262,11 +263,8 @@ struct ProfilingBody {
 }
 
 async fn set_profiling(
-    body: Result<Json<ProfilingBody>, axum::extract::rejection::JsonRejection>,
+    JsonBody(body): JsonBody<ProfilingBody>,
 ) -> Result<impl IntoResponse, AppError> {
-    let Json(body) = body.map_err(|e| {
-        AppError::BadRequest(format!("expected {{\"active\": bool}}: {}", e.body_text()))
-    })?;
     heap::set_profiling(body.active).await?;
     Ok(Json(serde_json::json!({ "active": body.active })))
 }

@@ -120,13 +120,18 @@ impl FromStr for ScenarioId {
     }
 }
 
-/// One HTTP step of a scenario's trigger. `{key}` in `path` is replaced by a
-/// distinct key per request; a body of `body_bytes` bytes is sent when non-zero.
+/// One HTTP step of a scenario's trigger. `{key}` anywhere in `path` (query
+/// included) is replaced by the triggering request's distinct key; a body of
+/// `body_bytes` opaque bytes is sent when non-zero.
 #[derive(Clone, Debug, Serialize)]
 pub struct Step {
     pub method: &'static str,
     pub path: &'static str,
     pub body_bytes: u64,
+    /// Which triggering requests run this step: 1 = every one (the default),
+    /// N = every N-th (the 1st, N+1-th, ...), 0 = only the first of a run
+    /// (a one-shot job such as `rss-retained`'s batch).
+    pub every: u64,
 }
 
 /// A catalogue entry with its ground truth at the running configuration.

@@ -88,7 +88,7 @@ pub struct Params {
     #[arg(long, default_value = "10KiB", value_parser = parse_bytes)]
     pub value_bytes: u64,
     /// Capacity of the bounded item cache (the fixed path of unbounded-cache).
-    #[arg(long, default_value = "64MiB", value_parser = parse_bytes)]
+    #[arg(long, default_value = "16MiB", value_parser = parse_bytes)]
     pub cache_capacity: u64,
     /// Size of the per-request context a spawned task holds.
     #[arg(long, default_value = "2KiB", value_parser = parse_bytes)]

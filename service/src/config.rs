@@ -30,14 +30,52 @@ pub struct Config {
     pub leak_budget_bytes: u64,
     /// Whether jemalloc heap profiling is active at start.
     pub heap_profiling: bool,
+
+    // ---- issue 3 scenarios: one block per component ----
+    /// `POST /documents` body size loadgen sends (subslice-pin's trigger).
+    pub document_bytes: u64,
+    /// Bytes of a document's header kept in the ingest index.
+    pub document_header_bytes: usize,
+    /// Buffer each event-bus subscriber owns (lapsed-listener).
+    pub subscriber_buffer_bytes: u64,
+    /// How long `GET /events/{key}` long-polls before it times out.
+    pub event_poll_timeout: Duration,
+    /// Size of one rendered report (closure-capture).
+    pub report_bytes: u64,
+    /// Line items per order (arc-cycle).
+    pub order_items: u64,
+    /// Bytes of one line item's payload (arc-cycle).
+    pub order_item_bytes: u64,
+    /// `POST /jobs` body size loadgen sends (unbounded-queue).
+    pub job_bytes: u64,
+    /// Capacity of the bounded job queue (the fixed path): full means 429.
+    pub queue_capacity: usize,
+    /// How many jobs per second the background worker drains.
+    pub worker_jobs_per_s: u64,
+    /// Largest buffer the render pool takes back on the fixed path.
+    pub render_buffer_cap_bytes: usize,
+    /// Buffers the render pool keeps.
+    pub render_pool_max: usize,
+    /// How long a request watchdog sleeps (timer-per-request).
+    pub watchdog_timeout: Duration,
+    /// Size of one anonymous map (offheap-mmap).
+    pub mmap_bytes: u64,
+    /// Most maps the fixed blob registry keeps.
+    pub mmap_registry_max: usize,
+    /// Bytes a one-shot batch job allocates (rss-retained).
+    pub batch_bytes: u64,
+    /// Bytes of one session's value (map-no-shrink).
+    pub session_bytes: u64,
+    /// Elements merged by `POST /merge` (vec-regrowth).
+    pub merge_elements: usize,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             value_bytes: 10 * 1024,
-            cache_capacity_bytes: 64 << 20,
-            cache_small_capacity_bytes: 8 << 20,
+            cache_capacity_bytes: 16 << 20,
+            cache_small_capacity_bytes: 4 << 20,
             cache_ttl: Duration::from_secs(600),
             context_bytes: 2 * 1024,
             fanout_deadline: Duration::from_secs(2),
@@ -45,6 +83,24 @@ impl Default for Config {
             max_body_bytes: 4 << 20,
             leak_budget_bytes: 2 << 30,
             heap_profiling: true,
+            document_bytes: 1 << 20,
+            document_header_bytes: 32,
+            subscriber_buffer_bytes: 4 * 1024,
+            event_poll_timeout: Duration::from_millis(20),
+            report_bytes: 64 * 1024,
+            order_items: 8,
+            order_item_bytes: 256,
+            job_bytes: 4 * 1024,
+            queue_capacity: 256,
+            worker_jobs_per_s: 20,
+            render_buffer_cap_bytes: 64 * 1024,
+            render_pool_max: 8,
+            watchdog_timeout: Duration::from_secs(300),
+            mmap_bytes: 256 * 1024,
+            mmap_registry_max: 16,
+            batch_bytes: 256 << 20,
+            session_bytes: 512,
+            merge_elements: 100_000,
         }
     }
 }

@@ -20,6 +20,9 @@ pub enum AppError {
     Unavailable(String),
     #[error("{0}")]
     Timeout(String),
+    /// An extractor's rejection, keeping its status (400, 413, 415, 422...).
+    #[error("{1}")]
+    Rejected(StatusCode, String),
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -33,6 +36,9 @@ impl AppError {
             AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            // An extractor never rejects with a 5xx; if one did, it is still the client's request.
+            AppError::Rejected(status, _) if status.is_server_error() => StatusCode::BAD_REQUEST,
+            AppError::Rejected(status, _) => *status,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -10,7 +10,8 @@
 //! - [`components`]: the API's parts (cache, fan-out, churn, ...), one module
 //!   per component with its leaky and fixed paths side by side.
 //! - [`telemetry`]: `/debug/memory`, `/metrics`, heap profiles, task dumps.
-//! - [`config`], [`error`]: parameters and the one error type.
+//! - [`config`], [`error`], [`extract`]: parameters, the one error type, and
+//!   extractors that reject with it.
 //!
 //! The binary installs jemalloc as the global allocator with heap profiling
 //! compiled in (see `main.rs`); the library does not, so tests that read
@@ -23,5 +24,6 @@ pub mod cli;
 pub mod components;
 pub mod config;
 pub mod error;
+pub mod extract;
 pub mod flags;
 pub mod telemetry;

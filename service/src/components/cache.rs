@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use bytes::Bytes;
@@ -21,6 +21,7 @@ use super::{Component, Ctx, Gauges};
 use crate::catalogue::{size_class, LeakClass, Scenario, ScenarioId, Step};
 use crate::config::Config;
 use crate::error::{validate_key, AppError};
+use crate::extract::Path;
 
 /// A moka cache of computed values, weighted by bytes.
 type BoundedCache = moka::sync::Cache<String, Bytes>;
@@ -213,7 +214,7 @@ pub fn scenario(id: ScenarioId, c: &Config) -> Scenario {
         )
         .gauge("cache_bounded_weight_bytes")
         .paths(
-            "the bounded cache at a small capacity (8 MiB): rises to its ceiling, then flat",
+            "the bounded cache at a small capacity (4 MiB): rises to its ceiling, then flat",
             "the bounded cache at its normal capacity (--cache-capacity)",
         ),
         _ => unreachable!("{id} is not a cache scenario"),

@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
@@ -17,6 +17,7 @@ use super::{Component, Ctx, Gauges};
 use crate::catalogue::{LeakClass, Scenario, ScenarioId, Step};
 use crate::config::Config;
 use crate::error::{validate_key, AppError};
+use crate::extract::Path;
 
 /// Pooled scratch buffers kept at most (the pool is bounded: 4 × 1 MiB).
 const POOL_MAX: usize = 4;

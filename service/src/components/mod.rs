@@ -16,13 +16,25 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::budget::LeakBudget;
-use crate::catalogue::{LeakClass, Scenario, ScenarioId, Step};
+use crate::catalogue::{Scenario, ScenarioId};
 use crate::config::Config;
 use crate::flags::Flags;
 
+pub mod batch;
+pub mod blobs;
+pub mod bus;
 pub mod cache;
 pub mod churn;
 pub mod fanout;
+pub mod ingest;
+pub mod merge;
+pub mod orders;
+pub mod render;
+pub mod reports;
+pub mod request_metrics;
+pub mod sessions;
+pub mod watchdog;
+pub mod worker;
 
 /// Named gauges a component reports in `/debug/memory` and `/metrics`.
 pub type Gauges = BTreeMap<&'static str, u64>;
@@ -70,7 +82,23 @@ pub trait Component: Send + Sync + 'static {
 pub fn build(ctx: &Ctx) -> Vec<Arc<dyn Component>> {
     let fanout = Arc::new(fanout::FanOut::new(ctx.clone()));
     let cache = Arc::new(cache::ItemCache::new(ctx.clone(), fanout.clone()));
-    vec![cache, fanout, Arc::new(churn::Churn::new(ctx.clone()))]
+    vec![
+        cache,
+        fanout,
+        Arc::new(churn::Churn::new(ctx.clone())),
+        Arc::new(ingest::DocumentIngest::new(ctx.clone())),
+        Arc::new(bus::EventBus::new(ctx.clone())),
+        Arc::new(reports::Reports::new(ctx.clone())),
+        Arc::new(orders::Orders::new(ctx.clone())),
+        Arc::new(request_metrics::RequestMetrics::new(ctx.clone())),
+        Arc::new(worker::JobWorker::new(ctx.clone())),
+        Arc::new(render::RenderPool::new(ctx.clone())),
+        Arc::new(watchdog::Watchdog::new(ctx.clone())),
+        Arc::new(blobs::BlobScratch::new(ctx.clone())),
+        Arc::new(batch::BatchIngest::new(ctx.clone())),
+        Arc::new(sessions::Sessions::new(ctx.clone())),
+        Arc::new(merge::Merge::new(ctx.clone())),
+    ]
 }
 
 /// The catalogue entry for `id`, from the module that implements it.
@@ -79,36 +107,17 @@ pub fn scenario(id: ScenarioId, config: &Config) -> Scenario {
         ScenarioId::UnboundedCache | ScenarioId::BoundedCache => cache::scenario(id, config),
         ScenarioId::TaskLeak => fanout::scenario(config),
         ScenarioId::Churn => churn::scenario(config),
-        other => not_yet_built(other),
+        ScenarioId::SubslicePin => ingest::scenario(config),
+        ScenarioId::LapsedListener => bus::scenario(config),
+        ScenarioId::ClosureCapture => reports::scenario(config),
+        ScenarioId::ArcCycle => orders::scenario(config),
+        ScenarioId::LabelCardinality => request_metrics::scenario(config),
+        ScenarioId::UnboundedQueue => worker::scenario(config),
+        ScenarioId::PoolNoReset => render::scenario(config),
+        ScenarioId::TimerPerRequest => watchdog::scenario(config),
+        ScenarioId::OffheapMmap => blobs::scenario(config),
+        ScenarioId::RssRetained => batch::scenario(config),
+        ScenarioId::MapNoShrink => sessions::scenario(config),
+        ScenarioId::VecRegrowth => merge::scenario(config),
     }
-}
-
-/// Catalogue entries for scenarios whose component is not written yet: class
-/// and trigger from SCENARIOS.md, no ground truth claimed.
-fn not_yet_built(id: ScenarioId) -> Scenario {
-    use LeakClass::*;
-    let (class, component, step) = match id {
-        ScenarioId::SubslicePin => (
-            Retention,
-            "ingest",
-            Step::with_body("POST", "/documents", 1 << 20),
-        ),
-        ScenarioId::LapsedListener => (Retention, "bus", Step::get("/events/{key}")),
-        ScenarioId::ClosureCapture => (Retention, "reports", Step::get("/reports/{key}")),
-        ScenarioId::ArcCycle => (Retention, "orders", Step::with_body("POST", "/orders", 0)),
-        ScenarioId::LabelCardinality => (Retention, "metrics", Step::get("/items/{key}")),
-        ScenarioId::UnboundedQueue => (Retention, "worker", Step::with_body("POST", "/jobs", 4096)),
-        ScenarioId::PoolNoReset => (Retention, "render", Step::with_body("POST", "/render", 0)),
-        ScenarioId::TimerPerRequest => (TaskLeak, "watchdog", Step::get("/items/{key}")),
-        ScenarioId::OffheapMmap => (OffHeap, "blobs", Step::with_body("PUT", "/blobs/{key}", 0)),
-        ScenarioId::RssRetained => (RssRetained, "batch", Step::with_body("POST", "/batch", 0)),
-        ScenarioId::MapNoShrink => (
-            Plateau,
-            "sessions",
-            Step::with_body("PUT", "/sessions/{key}", 0),
-        ),
-        ScenarioId::VecRegrowth => (Churn, "merge", Step::with_body("POST", "/merge", 0)),
-        _ => unreachable!("{id} has its own module"),
-    };
-    Scenario::new(id, class, component, vec![step]).paths("not built yet", "not built yet")
 }

@@ -15,6 +15,12 @@ pub enum HeapFormat {
     Svg,
 }
 
+/// What `?format=svg` answers before jemalloc has taken any sample.
+const EMPTY_SVG: &str = concat!(
+    r#"<svg xmlns="http://www.w3.org/2000/svg" width="640" height="40">"#,
+    r#"<text x="10" y="25">no heap samples yet: jemalloc samples one allocation per 512 KiB allocated</text></svg>"#
+);
+
 /// Whether heap profiling is compiled in and active.
 pub async fn profiling_active() -> bool {
     match jemalloc_pprof::PROF_CTL.as_ref() {
@@ -50,9 +56,22 @@ pub async fn dump(format: HeapFormat) -> Result<Vec<u8>, AppError> {
                 .into(),
         ));
     }
-    tokio::task::spawn_blocking(move || match format {
-        HeapFormat::Pprof => guard.dump_pprof(),
-        HeapFormat::Svg => guard.dump_flamegraph(),
+    tokio::task::spawn_blocking(move || {
+        let profile = guard.dump_profile()?;
+        drop(guard);
+        match format {
+            HeapFormat::Pprof => {
+                Ok(profile.to_pprof(("inuse_space", "bytes"), ("space", "bytes"), None))
+            }
+            // A young process may have no sample yet; inferno refuses an empty graph.
+            HeapFormat::Svg if profile.stacks.is_empty() => Ok(EMPTY_SVG.as_bytes().to_vec()),
+            HeapFormat::Svg => {
+                let mut opts = jemalloc_pprof::FlamegraphOptions::default();
+                opts.title = "inuse_space".to_owned();
+                opts.count_name = "bytes".to_owned();
+                profile.to_flamegraph(&mut opts)
+            }
+        }
     })
     .await
     .map_err(|e| AppError::Internal(anyhow::anyhow!("heap dump task: {e}")))?

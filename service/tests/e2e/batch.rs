@@ -1,0 +1,1 @@
+//! Tests of the `rss-retained` scenario (not built yet).

@@ -1,0 +1,1 @@
+//! Tests of the `offheap-mmap` scenario (not built yet).

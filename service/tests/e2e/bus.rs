@@ -1,0 +1,1 @@
+//! Tests of the `lapsed-listener` scenario (not built yet).

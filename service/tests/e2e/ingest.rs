@@ -1,0 +1,1 @@
+//! Tests of the `subslice-pin` scenario (not built yet).

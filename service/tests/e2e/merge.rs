@@ -1,0 +1,1 @@
+//! Tests of the `vec-regrowth` scenario (not built yet).

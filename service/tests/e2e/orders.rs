@@ -1,0 +1,1 @@
+//! Tests of the `arc-cycle` scenario (not built yet).

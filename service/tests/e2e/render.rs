@@ -1,0 +1,1 @@
+//! Tests of the `pool-no-reset` scenario (not built yet).

@@ -1,0 +1,1 @@
+//! Tests of the `closure-capture` scenario (not built yet).

@@ -1,0 +1,1 @@
+//! Tests of the `map-no-shrink` scenario (not built yet).

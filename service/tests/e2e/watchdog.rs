@@ -1,0 +1,1 @@
+//! Tests of the `timer-per-request` scenario (not built yet).

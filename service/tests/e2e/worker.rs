@@ -1,0 +1,1 @@
+//! Tests of the `unbounded-queue` scenario (not built yet).
