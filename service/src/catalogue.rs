@@ -191,6 +191,7 @@ impl Step {
             method: "GET",
             path,
             body_bytes: 0,
+            every: 1,
         }
     }
 
@@ -200,7 +201,14 @@ impl Step {
             method,
             path,
             body_bytes,
+            every: 1,
         }
+    }
+
+    /// Runs this step only on every `n`-th triggering request (0: once per run).
+    pub fn every(mut self, n: u64) -> Step {
+        self.every = n;
+        self
     }
 }
 
