@@ -41,6 +41,13 @@ pub enum Command {
         #[command(flatten)]
         params: Params,
     },
+    /// Exit 0 when `GET /healthz` at the address answers 200 (for container
+    /// healthchecks in images with no curl), 1 otherwise.
+    Healthcheck {
+        /// The service to check.
+        #[arg(long, env = "LEAKLAB_ADDR", default_value = "127.0.0.1:8080")]
+        addr: SocketAddr,
+    },
 }
 
 /// Options of the server.
@@ -131,6 +138,13 @@ pub fn main() -> ExitCode {
             print_scenarios(&params.config(), json);
             ExitCode::SUCCESS
         }
+        Some(Command::Healthcheck { addr }) => match healthcheck(addr) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("leaklab-service healthcheck: {addr}: {err}");
+                ExitCode::FAILURE
+            }
+        },
         None => match serve(cli.serve) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
@@ -138,6 +152,30 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// `GET /healthz` over a plain socket with a 2 s budget. An unspecified listen
+/// address (0.0.0.0) is checked on loopback.
+fn healthcheck(addr: SocketAddr) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    let mut target = addr;
+    if target.ip().is_unspecified() {
+        target.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let mut stream = std::net::TcpStream::connect_timeout(&target, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: healthcheck\r\nConnection: close\r\n\r\n")?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head)?;
+    if head.starts_with(b"HTTP/1.1 200") {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "answered {:?}",
+            String::from_utf8_lossy(&head)
+        )))
     }
 }
 
