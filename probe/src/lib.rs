@@ -9,6 +9,8 @@
 //! Every reader returns `None` (or an error) rather than guessing when a file
 //! is missing, e.g. on a kernel without `smaps_rollup`.
 
+pub mod cgroup;
+
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
