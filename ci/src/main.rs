@@ -1,6 +1,28 @@
-//! `cargo ci`: leaklab's project tasks. (Stub: see issue 6.)
+//! `cargo ci`: leaklab's project tasks. Run `cargo ci --help`.
 
-fn main() {
-    eprintln!("cargo ci: not built yet");
-    std::process::exit(1);
+use std::process::ExitCode;
+
+use clap::Parser;
+use leaklab_ci::{print_table, run_bisect, Cli, Task};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Task::Bisect(opts) => run_bisect(opts).and_then(|report| {
+            if opts.json {
+                print_table(&report, &mut std::io::stderr())?;
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_table(&report, &mut std::io::stdout())?;
+            }
+            Ok(())
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("cargo ci: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

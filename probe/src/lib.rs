@@ -176,7 +176,7 @@ pub fn parse_smaps(text: &str) -> SmapsSummary {
         }
     }
     let mut mappings: Vec<Mapping> = by_name.into_values().collect();
-    mappings.sort_by(|a, b| b.rss_bytes.cmp(&a.rss_bytes));
+    mappings.sort_by_key(|m| std::cmp::Reverse(m.rss_bytes));
     summary.by_name = mappings;
     summary
 }

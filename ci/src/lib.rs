@@ -1,0 +1,231 @@
+//! `cargo ci`: leaklab's project tasks, as a library with a thin `main`
+//! (run through the cargo alias in `.cargo/config.toml`).
+//!
+//! # Layout
+//!
+//! - [`releases`]: `ci/releases.toml`, ordered releases as feature sets.
+//! - [`build`]: builds a release's service binary, cached by feature set.
+//! - [`measure`]: runs loadgen's mixed workload against one release.
+//! - [`bisect`]: the binary search for the first bad release.
+//! - [`plot`]: burn rate by release, with deploy markers.
+//!
+//! ```text
+//! cargo ci bisect [--releases ci/releases.toml] [--json]
+//! ```
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+
+pub mod bisect;
+pub mod build;
+pub mod measure;
+pub mod plot;
+pub mod releases;
+
+/// leaklab's project tasks.
+#[derive(Debug, Parser)]
+#[command(name = "cargo ci", bin_name = "cargo ci", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Task,
+}
+
+/// The tasks.
+#[derive(Debug, Subcommand)]
+pub enum Task {
+    /// Build releases as needed, measure each one's burn rate under identical
+    /// load, and binary-search for the first bad release.
+    Bisect(BisectOpts),
+}
+
+/// Options of `cargo ci bisect`.
+#[derive(Debug, Args)]
+pub struct BisectOpts {
+    /// The ordered releases ([[release]] tables with name, features, notes).
+    #[arg(long, default_value = "ci/releases.toml")]
+    pub releases: PathBuf,
+    /// Print `{first_bad, measured, builds}` as JSON on stdout (the table goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// Requests per second of the mixed workload (the same for every release).
+    #[arg(long, default_value = "300")]
+    pub rate: String,
+    /// Measured time per release, after the warm-up.
+    #[arg(long, default_value = "30s")]
+    pub duration: String,
+    /// Warm-up per release.
+    #[arg(long, default_value = "8s")]
+    pub warmup: String,
+    /// Where the plot and each release's loadgen files go.
+    #[arg(long, default_value = "out/bisect")]
+    pub out: PathBuf,
+}
+
+/// One row of `--json`'s `measured`.
+#[derive(Debug, Serialize)]
+pub struct Row {
+    pub release: String,
+    pub burn_rate_bytes_per_h: Option<f64>,
+    pub verdict: Option<String>,
+    pub features: Vec<String>,
+}
+
+/// What `cargo ci bisect --json` prints.
+#[derive(Debug, Serialize)]
+pub struct BisectReport {
+    pub first_bad: Option<String>,
+    pub measured: Vec<Row>,
+    pub builds: usize,
+    pub measurements: usize,
+    pub max_measurements: usize,
+    pub elapsed_s: f64,
+    pub plot: PathBuf,
+}
+
+/// Runs `cargo ci bisect`.
+pub fn run_bisect(opts: &BisectOpts) -> Result<BisectReport> {
+    let started = Instant::now();
+    let releases = releases::load(&opts.releases)?;
+    let root = build::workspace_root();
+    let out = if opts.out.is_absolute() {
+        opts.out.clone()
+    } else {
+        root.join(&opts.out)
+    };
+    std::fs::create_dir_all(&out)?;
+    eprintln!(
+        "cargo ci bisect: {} releases from {}",
+        releases.len(),
+        opts.releases.display()
+    );
+    let loadgen = build::loadgen_binary()?;
+    let fingerprint = build::source_fingerprint()?;
+    let workload = measure::Workload {
+        rate: opts.rate.clone(),
+        duration: opts.duration.clone(),
+        warmup: opts.warmup.clone(),
+    };
+    let mut results: Vec<Option<measure::Measurement>> = vec![None; releases.len()];
+    let mut builds = 0;
+    let search = bisect::first_bad(releases.len(), |i| {
+        let release = &releases[i];
+        eprintln!(
+            "[{}/{}] {} features={:?}: building",
+            i + 1,
+            releases.len(),
+            release.name,
+            release.features
+        );
+        let (binary, built) = build::service_binary(&release.features, &fingerprint)?;
+        builds += usize::from(built);
+        eprintln!(
+            "[{}/{}] {}: measuring (rate {}, {} + {} warm-up)",
+            i + 1,
+            releases.len(),
+            release.name,
+            workload.rate,
+            workload.duration,
+            workload.warmup
+        );
+        let m = measure::measure(&loadgen, &binary, &workload, &out.join(&release.name))?;
+        eprintln!(
+            "[{}/{}] {}: {:.1} MB/h, {}",
+            i + 1,
+            releases.len(),
+            release.name,
+            m.burn_rate_bytes_per_h / 1e6,
+            if m.leak {
+                format!("leak ({})", m.class)
+            } else {
+                "no leak".to_owned()
+            }
+        );
+        let bad = m.leak;
+        results[i] = Some(m);
+        Ok(bad)
+    })?;
+    let plot_path = out.join("burn-rate-by-release.svg");
+    let points: Vec<plot::Point<'_>> = releases
+        .iter()
+        .zip(&results)
+        .enumerate()
+        .map(|(i, (r, m))| plot::Point {
+            name: &r.name,
+            burn_rate_mb_per_h: m.as_ref().map(|m| m.burn_rate_bytes_per_h / 1e6),
+            leak: m.as_ref().map(|m| m.leak),
+            first_bad: search.first_bad == Some(i),
+        })
+        .collect();
+    plot::burn_rate_by_release(&plot_path, &points)?;
+    let measured = releases
+        .iter()
+        .zip(&results)
+        .map(|(r, m)| Row {
+            release: r.name.clone(),
+            burn_rate_bytes_per_h: m.as_ref().map(|m| m.burn_rate_bytes_per_h),
+            verdict: m.as_ref().map(|m| {
+                if m.leak {
+                    format!("leak ({})", m.class)
+                } else {
+                    "no leak".to_owned()
+                }
+            }),
+            features: r.features.clone(),
+        })
+        .collect();
+    Ok(BisectReport {
+        first_bad: search.first_bad.map(|i| releases[i].name.clone()),
+        measured,
+        builds,
+        measurements: search.measured.len(),
+        max_measurements: bisect::max_measurements(releases.len()),
+        elapsed_s: started.elapsed().as_secs_f64(),
+        plot: plot_path,
+    })
+}
+
+/// The table a person reads.
+pub fn print_table(report: &BisectReport, to: &mut dyn std::io::Write) -> std::io::Result<()> {
+    writeln!(
+        to,
+        "{:<12} {:>14}  {:<22} features",
+        "release", "burn MB/h", "verdict"
+    )?;
+    for row in &report.measured {
+        let burn = row
+            .burn_rate_bytes_per_h
+            .map(|b| format!("{:.1}", b / 1e6))
+            .unwrap_or_else(|| "-".into());
+        let verdict = row.verdict.clone().unwrap_or_else(|| "not measured".into());
+        let mark = if report.first_bad.as_deref() == Some(row.release.as_str()) {
+            "  <- first bad"
+        } else {
+            ""
+        };
+        writeln!(
+            to,
+            "{:<12} {:>14}  {:<22} {}{mark}",
+            row.release,
+            burn,
+            verdict,
+            row.features.join(",")
+        )?;
+    }
+    writeln!(
+        to,
+        "first bad release: {}\nbuilds: {}, measurements: {} (at most {}), {:.0} s; plot: {}",
+        report
+            .first_bad
+            .as_deref()
+            .unwrap_or("none (the newest release is good)"),
+        report.builds,
+        report.measurements,
+        report.max_measurements,
+        report.elapsed_s,
+        report.plot.display()
+    )
+}
