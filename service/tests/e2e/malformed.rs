@@ -126,7 +126,8 @@ async fn malformed_requests_on_every_route_never_get_a_5xx() {
             .replace("{key}", &segment)
             .replace("{id}", &segment);
         if rng.below(3) == 0 {
-            path.push_str(*rng.pick(&queries));
+            let query = *rng.pick(&queries);
+            path.push_str(query);
         }
         if rng.below(5) == 0 {
             path.push_str("/extra/segments");
