@@ -54,10 +54,10 @@ pub struct BisectOpts {
     /// Requests per second of the mixed workload (the same for every release).
     #[arg(long, default_value = "300")]
     pub rate: String,
-    /// Measured time per release, after the warm-up.
+    /// Whole run per release, warm-up included (loadgen's --duration).
     #[arg(long, default_value = "30s")]
     pub duration: String,
-    /// Warm-up per release.
+    /// Warm-up per release, excluded from the verdict.
     #[arg(long, default_value = "8s")]
     pub warmup: String,
     /// Where the plot and each release's loadgen files go.
