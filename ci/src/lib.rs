@@ -8,9 +8,11 @@
 //! - [`measure`]: runs loadgen's mixed workload against one release.
 //! - [`bisect`]: the binary search for the first bad release.
 //! - [`plot`]: burn rate by release, with deploy markers.
+//! - [`prove`]: measured proof sections for `fixes/<id>.md`.
 //!
 //! ```text
 //! cargo ci bisect [--releases ci/releases.toml] [--json]
+//! cargo ci prove [--only ID]... [--dry-run]
 //! ```
 
 use std::path::PathBuf;
@@ -24,6 +26,7 @@ pub mod bisect;
 pub mod build;
 pub mod measure;
 pub mod plot;
+pub mod prove;
 pub mod releases;
 
 /// leaklab's project tasks.
@@ -40,6 +43,72 @@ pub enum Task {
     /// Build releases as needed, measure each one's burn rate under identical
     /// load, and binary-search for the first bad release.
     Bisect(BisectOpts),
+    /// Measure each scenario leaky and fixed with identical load and write the
+    /// numbers into the proof section of its fixes/<id>.md.
+    Prove(ProveOpts),
+}
+
+/// Options of `cargo ci prove`.
+#[derive(Debug, Args)]
+pub struct ProveOpts {
+    /// Only these scenarios (repeatable); default: every write-up in fixes/.
+    #[arg(long = "only", value_name = "ID")]
+    pub only: Vec<String>,
+    /// Whole run per measurement, warm-up included.
+    #[arg(long, default_value = "30s")]
+    pub duration: String,
+    /// Warm-up per measurement.
+    #[arg(long, default_value = "8s")]
+    pub warmup: String,
+    /// Print the blocks instead of writing the files.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Runs `cargo ci prove`.
+pub fn run_prove(opts: &ProveOpts) -> Result<()> {
+    let loadgen = build::loadgen_binary()?;
+    let mut ids = opts.only.clone();
+    if ids.is_empty() {
+        for entry in std::fs::read_dir(build::workspace_root().join("fixes"))? {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            if let Some(id) = name.strip_suffix(".md").filter(|id| *id != "README") {
+                ids.push(id.to_owned());
+            }
+        }
+        ids.sort();
+    }
+    let out = build::workspace_root().join("out/prove");
+    for id in &ids {
+        eprintln!("cargo ci prove: {id}: leak on");
+        let leaky = prove::run(
+            &loadgen,
+            id,
+            false,
+            &opts.duration,
+            &opts.warmup,
+            &out.join(id).join("leaky"),
+        )?;
+        eprintln!("cargo ci prove: {id}: fixed");
+        let fixed = prove::run(
+            &loadgen,
+            id,
+            true,
+            &opts.duration,
+            &opts.warmup,
+            &out.join(id).join("fixed"),
+        )?;
+        let block = prove::proof_block(id, &opts.duration, &opts.warmup, &leaky, &fixed);
+        if opts.dry_run {
+            println!("{block}\n");
+            continue;
+        }
+        let path = prove::doc_path(id);
+        let doc = std::fs::read_to_string(&path).unwrap_or_else(|_| format!("# {id}\n"));
+        std::fs::write(&path, prove::splice(&doc, &block))?;
+        eprintln!("cargo ci prove: {id}: wrote {}", path.display());
+    }
+    Ok(())
 }
 
 /// Options of `cargo ci bisect`.

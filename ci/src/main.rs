@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use leaklab_ci::{print_table, run_bisect, Cli, Task};
+use leaklab_ci::{print_table, run_bisect, run_prove, Cli, Task};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -17,6 +17,7 @@ fn main() -> ExitCode {
             }
             Ok(())
         }),
+        Task::Prove(opts) => run_prove(opts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

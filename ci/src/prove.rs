@@ -1,0 +1,150 @@
+//! `cargo ci prove`: the proof section of each `fixes/<id>.md`, measured.
+//!
+//! For each scenario it runs `loadgen run --spawn --scenario ID` twice with
+//! identical load, once with the leak on and once with the fix (`--fixed`),
+//! and writes a table of what was measured between the write-up's
+//! `<!-- proof:begin -->` and `<!-- proof:end -->` markers, with the command
+//! that produced it. No number in a proof section is typed by hand.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+use crate::build::workspace_root;
+
+const BEGIN: &str = "<!-- proof:begin -->";
+const END: &str = "<!-- proof:end -->";
+
+/// One measured run.
+#[derive(Debug)]
+pub struct Run {
+    pub summary: Value,
+    pub exit_code: i32,
+}
+
+/// Runs loadgen for `id`, leaky or fixed, writing its files under `out`.
+pub fn run(
+    loadgen: &Path,
+    id: &str,
+    fixed: bool,
+    duration: &str,
+    warmup: &str,
+    out: &Path,
+) -> Result<Run> {
+    let mut cmd = Command::new(loadgen);
+    cmd.args([
+        "run",
+        "--spawn",
+        "--scenario",
+        id,
+        "--duration",
+        duration,
+        "--warmup",
+        warmup,
+        "--json",
+        "--out",
+    ])
+    .arg(out)
+    .stderr(Stdio::null());
+    if fixed {
+        cmd.arg("--fixed");
+    }
+    let output = cmd.output().context("running loadgen")?;
+    let exit_code = output.status.code().unwrap_or(-1);
+    if exit_code != 0 && exit_code != 3 {
+        bail!("loadgen run --scenario {id} exited {exit_code}");
+    }
+    let summary =
+        serde_json::from_slice(&output.stdout).context("loadgen printed no JSON summary")?;
+    Ok(Run { summary, exit_code })
+}
+
+fn mb_per_h(v: &Value) -> String {
+    v.as_f64()
+        .map(|b| format!("{:.1}", b * 3600.0 / 1e6))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn per_s(v: &Value) -> String {
+    v.as_f64()
+        .map(|t| format!("{t:.1}"))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// The markdown block for one scenario's two runs.
+pub fn proof_block(id: &str, duration: &str, warmup: &str, leaky: &Run, fixed: &Run) -> String {
+    let row = |name: &str, run: &Run| {
+        let s = &run.summary;
+        let verdict = &s["verdict"];
+        format!(
+            "| {name} | {} | {} | {} | {} | {} | {} |",
+            if verdict["leak"].as_bool() == Some(true) {
+                "leak"
+            } else {
+                "no leak"
+            },
+            verdict["class"].as_str().unwrap_or("-"),
+            mb_per_h(&s["signals"]["allocated"]["slope_per_s"]),
+            mb_per_h(&s["signals"]["rss"]["slope_per_s"]),
+            per_s(&s["signals"]["alive_tasks"]["slope_per_s"]),
+            s["load"]["rate_achieved"]
+                .as_f64()
+                .map(|r| format!("{r:.0}"))
+                .unwrap_or_else(|| "-".into()),
+        )
+    };
+    let truth = &leaky.summary["ground_truth"];
+    let truth_line = if truth.is_object() {
+        format!(
+            "Ground truth check (leaky run): expected {} slope {:.0}/s, measured {:.0}/s, error {:.1}%.\n",
+            truth["signal"].as_str().unwrap_or("?"),
+            truth["expected_slope_per_s"].as_f64().unwrap_or(f64::NAN),
+            truth["measured_slope_per_s"].as_f64().unwrap_or(f64::NAN),
+            truth["error_pct"].as_f64().unwrap_or(f64::NAN)
+        )
+    } else {
+        "This scenario declares no per-request slope to check (negative control or one-shot).\n"
+            .to_owned()
+    };
+    format!(
+        "{BEGIN}\nMeasured by `cargo ci prove --only {id}` (`loadgen run --spawn --scenario {id} --duration {duration} --warmup {warmup}`, then the same with `--fixed`):\n\n\
+         | run | verdict | class | allocated MB/h | RSS MB/h | tasks/s | req/s |\n|---|---|---|---|---|---|---|\n{}\n{}\n\n{truth_line}{END}",
+        row("leak on", leaky),
+        row("fixed", fixed)
+    )
+}
+
+/// Replaces the proof block in `doc` (or appends one).
+pub fn splice(doc: &str, block: &str) -> String {
+    match (doc.find(BEGIN), doc.find(END)) {
+        (Some(b), Some(e)) if e > b => format!("{}{block}{}", &doc[..b], &doc[e + END.len()..]),
+        _ => format!(
+            "{}\n\n## Proof by re-measurement\n\n{block}\n",
+            doc.trim_end()
+        ),
+    }
+}
+
+/// The write-up of `id`.
+pub fn doc_path(id: &str) -> PathBuf {
+    workspace_root().join("fixes").join(format!("{id}.md"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_proof_block_replaces_the_old_one_and_keeps_the_text_around_it() {
+        let doc = format!("# x\n\ntext\n\n{BEGIN}\nold\n{END}\n\nafter\n");
+        let spliced = splice(&doc, &format!("{BEGIN}\nnew\n{END}"));
+        assert_eq!(
+            spliced,
+            format!("# x\n\ntext\n\n{BEGIN}\nnew\n{END}\n\nafter\n")
+        );
+        let appended = splice("# y\n", &format!("{BEGIN}\nnew\n{END}"));
+        assert!(appended.contains("## Proof by re-measurement") && appended.contains("new"));
+    }
+}
