@@ -21,6 +21,11 @@ use crate::catalogue::{size_class, LeakClass, Scenario, ScenarioId, Step};
 use crate::config::Config;
 use crate::error::AppError;
 
+crate::dump_frame! {
+    /// The collector task's frame in task dumps.
+    pub FanoutCollector
+}
+
 /// How many shard lookups one value is assembled from.
 pub const SHARDS: usize = 4;
 
@@ -158,26 +163,13 @@ impl FanOut {
             gauge: self.collectors.clone(),
             leaked: leak.then(|| (self.ctx.clone(), truth)),
         };
-        if leak {
-            tokio::spawn(collect(
-                request,
-                parts_rx,
-                Some(parts_tx),
-                reply_tx,
-                None,
-                alive,
-            ));
+        let collector = if leak {
+            collect(request, parts_rx, Some(parts_tx), reply_tx, None, alive)
         } else {
             drop(parts_tx);
-            tokio::spawn(collect(
-                request,
-                parts_rx,
-                None,
-                reply_tx,
-                Some(cancel),
-                alive,
-            ));
-        }
+            collect(request, parts_rx, None, reply_tx, Some(cancel), alive)
+        };
+        tokio::spawn(FanoutCollector::new(collector));
         match tokio::time::timeout(config.fanout_deadline, reply_rx).await {
             Ok(Ok(parts)) => Ok(parts),
             Ok(Err(_)) => Err(AppError::Unavailable(

@@ -6,11 +6,55 @@
 //! are resolved and grouped; the report says how many of how many.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::error::AppError;
+
+/// Declares a future wrapper whose `poll` keeps a stack frame of its own.
+///
+/// A task dump traces from tokio's root frame down to the leaf future a task
+/// waits on. In an optimised build the task's own `async fn` is inlined into
+/// tokio's root frame and disappears from the trace, so the dump would name
+/// only tokio's internals. Spawning `Name(future)` instead of `future` keeps a
+/// `<...::Name<F> as Future>::poll` frame, so the dump names the site in any
+/// build. Use one name per spawn site that may park (e.g. `FanoutCollector`).
+#[macro_export]
+macro_rules! dump_frame {
+    ($(#[$meta:meta])* $vis:vis $name:ident) => {
+        $(#[$meta])*
+        $vis struct $name<F>(pub ::std::pin::Pin<Box<F>>);
+
+        impl<F: ::std::future::Future> $name<F> {
+            /// Wraps `future` so task dumps name this site.
+            pub fn new(future: F) -> Self {
+                $name(Box::pin(future))
+            }
+        }
+
+        impl<F: ::std::future::Future> ::std::future::Future for $name<F> {
+            type Output = F::Output;
+
+            #[inline(never)]
+            fn poll(
+                mut self: ::std::pin::Pin<&mut Self>,
+                cx: &mut ::std::task::Context<'_>,
+            ) -> ::std::task::Poll<F::Output> {
+                $crate::telemetry::tasks::poll_framed(self.0.as_mut(), cx)
+            }
+        }
+    };
+}
+
+/// Polls a framed future; kept out of line so the frame survives optimisation.
+#[inline(never)]
+pub fn poll_framed<F: Future>(future: Pin<&mut F>, cx: &mut Context<'_>) -> Poll<F::Output> {
+    future.poll(cx)
+}
 
 /// One group of tasks parked at the same place.
 #[derive(Debug, Serialize)]

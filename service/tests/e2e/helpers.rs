@@ -193,6 +193,30 @@ impl Service {
             .await;
     }
 
+    /// The catalogue entry of scenario `id`, as the service reports it
+    /// (`GET /admin/scenarios`): ground truth, recipe, gauge.
+    pub async fn scenario(&self, id: &str) -> Value {
+        let catalogue = self.get("/admin/scenarios").await.json();
+        catalogue
+            .as_array()
+            .expect("the catalogue is an array")
+            .iter()
+            .find(|s| s["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} not in the catalogue"))
+    }
+
+    /// `/debug/memory` once `allocated` has settled: two readings in a row
+    /// within `tolerance` bytes of each other (or `within` passed).
+    pub async fn settled_memory(&self, within: Duration, tolerance: i64) -> Value {
+        let last = std::cell::Cell::new(i64::MIN / 2);
+        self.await_memory(within, |m| {
+            let now = m["allocated"].as_i64().expect("allocated");
+            (now - last.replace(now)).abs() <= tolerance
+        })
+        .await
+    }
+
     /// Polls `/debug/memory` until `pred` holds or `within` passes; returns the
     /// last document. Used to await an effect (e.g. tasks ending), never to sleep blindly.
     pub async fn await_memory(&self, within: Duration, pred: impl Fn(&Value) -> bool) -> Value {
@@ -212,6 +236,30 @@ impl Drop for Service {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Request `key` of a catalogue recipe step (as loadgen sends it): `{key}`
+/// replaced in the path, `body_bytes` opaque bytes as the body.
+pub fn recipe_request(step: &Value, key: &str) -> (Method, String, Vec<u8>) {
+    let method = step["method"].as_str().expect("step method");
+    let path = step["path"].as_str().expect("step path");
+    let body_bytes = step["body_bytes"].as_u64().unwrap_or(0) as usize;
+    (
+        Method::from_bytes(method.as_bytes()).expect("a valid method"),
+        path.replace("{key}", key),
+        (0..body_bytes).map(|i| (i * 131 % 251) as u8).collect(),
+    )
+}
+
+/// How much the number at `pointer` (e.g. `/allocated`, `/components/queue_depth`)
+/// of two `/debug/memory` documents grew from `before` to `after`.
+pub fn delta(before: &Value, after: &Value, pointer: &str) -> i64 {
+    let read = |m: &Value| {
+        m.pointer(pointer)
+            .and_then(Value::as_i64)
+            .unwrap_or_else(|| panic!("no number at {pointer}"))
+    };
+    read(after) - read(before)
 }
 
 /// Distinct keys for one test run.
