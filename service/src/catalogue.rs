@@ -151,6 +151,9 @@ pub struct Scenario {
     pub tasks_per_request: u64,
     /// RSS retained per triggering request with the leak on.
     pub rss_bytes_per_request: u64,
+    /// Plateau scenarios: the live heap the leak holds once it has risen to
+    /// its high-water mark (0 for the other classes).
+    pub high_water_bytes: u64,
     /// True for the scenarios that must NOT be called a leak.
     pub negative_control: bool,
     /// The `/debug/memory` component gauge that moves with this scenario.
@@ -182,6 +185,13 @@ pub fn size_class(bytes: u64) -> u64 {
     let pow = 63 - (bytes - 1).leading_zeros() as u64; // floor(log2(bytes-1))
     let step = 1u64 << (pow - 2);
     bytes.div_ceil(step) * step
+}
+
+/// Heap bytes one more entry of `slot_bytes` costs a `HashMap` on average: a
+/// hashbrown table is between 7/16 and 7/8 full and has one control byte per
+/// slot, which over its doublings averages (slot + 1) × 16·ln 2 / 7 ≈ 11/7.
+pub fn map_slot_bytes(slot_bytes: u64) -> u64 {
+    (slot_bytes + 1) * 11 / 7
 }
 
 impl Step {
@@ -231,6 +241,7 @@ impl Scenario {
             bytes_per_request: 0,
             tasks_per_request: 0,
             rss_bytes_per_request: 0,
+            high_water_bytes: 0,
             negative_control: matches!(class, LeakClass::Churn | LeakClass::Bounded),
             gauge: "",
             leaky_path: "",
@@ -248,6 +259,12 @@ impl Scenario {
     /// RSS retained per triggering request when it differs from the heap's.
     pub fn rss(mut self, bytes: u64) -> Self {
         self.rss_bytes_per_request = bytes;
+        self
+    }
+
+    /// Plateau scenarios: the live heap held at the high-water mark.
+    pub fn high_water(mut self, bytes: u64) -> Self {
+        self.high_water_bytes = bytes;
         self
     }
 

@@ -21,7 +21,7 @@ use serde::Serialize;
 use tokio::sync::Notify;
 
 use super::{Component, Ctx, Gauges};
-use crate::catalogue::{size_class, LeakClass, Scenario, ScenarioId, Step};
+use crate::catalogue::{map_slot_bytes, size_class, LeakClass, Scenario, ScenarioId, Step};
 use crate::config::Config;
 use crate::error::{validate_key, AppError};
 use crate::extract::{Path, RawBody};
@@ -250,12 +250,6 @@ impl Component for EventBus {
     }
 }
 
-/// Heap bytes one more entry of `slot_bytes` costs a `HashMap` on average: a
-/// hashbrown table is between 7/16 and 7/8 full and has one control byte per
-/// slot, which over its doublings averages (slot + 1) × 16·ln 2 / 7 ≈ 11/7.
-fn map_slot_bytes(slot_bytes: u64) -> u64 {
-    (slot_bytes + 1) * 11 / 7
-}
 
 /// Heap bytes a new topic costs the map: its name, its slot (String 24 +
 /// Vec 24) and its subscriber list (a first push allocates room for 4 `Arc`s).

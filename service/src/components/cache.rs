@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use super::fanout::FanOut;
 use super::{Component, Ctx, Gauges};
-use crate::catalogue::{size_class, LeakClass, Scenario, ScenarioId, Step};
+use crate::catalogue::{map_slot_bytes, size_class, LeakClass, Scenario, ScenarioId, Step};
 use crate::config::Config;
 use crate::error::{validate_key, AppError};
 use crate::extract::Path;
@@ -194,9 +194,9 @@ pub fn scenario(id: ScenarioId, c: &Config) -> Scenario {
     match id {
         ScenarioId::UnboundedCache => {
             // The value and its key at their jemalloc size classes, plus the map's
-            // slot (String 24 + Bytes 32 bytes, at a 7/8 load factor) and the
-            // `Bytes` shared header made when the value is first cloned.
-            let slot = (24 + 32) * 8 / 7;
+            // slot (String 24 + Bytes 32 bytes) and the `Bytes` shared header
+            // made when the value is first cloned.
+            let slot = map_slot_bytes(24 + 32);
             let bytes = size_class(c.value_bytes) + size_class(32) + slot + 32;
             Scenario::new(id, LeakClass::Retention, "cache", vec![Step::get("/items/{key}")])
                 .retains(bytes)

@@ -26,7 +26,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::{Component, Ctx, Gauges};
-use crate::catalogue::{size_class, LeakClass, Scenario, ScenarioId, Step};
+use crate::catalogue::{map_slot_bytes, size_class, LeakClass, Scenario, ScenarioId, Step};
 use crate::config::Config;
 use crate::error::{validate_key, AppError};
 use crate::extract::{Query, RawBody};
@@ -234,12 +234,6 @@ impl Component for DocumentIngest {
     }
 }
 
-/// Heap bytes one more entry of `slot_bytes` costs a `HashMap` on average: a
-/// hashbrown table is between 7/16 and 7/8 full and has one control byte per
-/// slot, which over its doublings averages (slot + 1) × 16·ln 2 / 7 ≈ 11/7.
-fn map_slot_bytes(slot_bytes: u64) -> u64 {
-    (slot_bytes + 1) * 11 / 7
-}
 
 /// The `subslice-pin` catalogue entry.
 pub fn scenario(c: &Config) -> Scenario {

@@ -24,7 +24,7 @@ use axum::response::Response;
 use axum::Router;
 
 use super::{Component, Ctx, Gauges};
-use crate::catalogue::{size_class, LeakClass, Scenario, ScenarioId, Step};
+use crate::catalogue::{map_slot_bytes, size_class, LeakClass, Scenario, ScenarioId, Step};
 use crate::config::Config;
 
 /// Upper bounds of the latency histogram's buckets, in microseconds.
@@ -237,12 +237,6 @@ impl Component for RequestMetrics {
     }
 }
 
-/// Heap bytes one more entry of `slot_bytes` costs a `HashMap` on average: a
-/// hashbrown table is between 7/16 and 7/8 full and has one control byte per
-/// slot, which over its doublings averages (slot + 1) × 16·ln 2 / 7 ≈ 11/7.
-fn map_slot_bytes(slot_bytes: u64) -> u64 {
-    (slot_bytes + 1) * 11 / 7
-}
 
 /// Heap bytes a new series with a label of `label_len` bytes costs: its `Arc`
 /// cell, the leaked label text, and its map slot (`&str` 16 + `Arc` 8).
