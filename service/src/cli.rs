@@ -82,7 +82,7 @@ pub struct ServeOpts {
     #[arg(long, env = "LEAKLAB_LEAK_BUDGET", default_value = "2GiB", value_parser = parse_bytes)]
     pub leak_budget: u64,
     /// Whether jemalloc heap-profile sampling is active at start.
-    #[arg(long, default_value = "on", value_parser = parse_on_off)]
+    #[arg(long, default_value = "on", value_name = "on|off", value_parser = parse_on_off, action = clap::ArgAction::Set)]
     pub heap_profiling: bool,
     #[command(flatten)]
     pub params: Params,
