@@ -23,7 +23,10 @@
 //!
 //! The heap is read from jemalloc (`stats.allocated` after an epoch advance,
 //! feature `jemalloc`, on by default), or from any [`Probe`] you pass. Tasks are
-//! counted on the current tokio runtime. Guards in one process serialise on a
+//! counted on the current tokio runtime. For leaks the allocator cannot see
+//! (anonymous maps, pages it keeps resident) a guard can also watch the
+//! resident set size from `/proc/self/statm` ([`LeakGuard::limit_rss_bytes`]);
+//! RSS is noisier than the live heap, so give it a generous limit. Guards in one process serialise on a
 //! global lock, since the heap is shared by every test thread: keep guard tests
 //! in a test binary of their own.
 
@@ -40,6 +43,8 @@ pub struct Reading {
     pub allocated: u64,
     /// Alive tasks on the current tokio runtime.
     pub alive_tasks: u64,
+    /// Resident set size, when the guard watches it.
+    pub rss: Option<u64>,
 }
 
 /// How a guard reads the live heap.
@@ -80,6 +85,7 @@ fn alive_tasks() -> u64 {
 pub enum Signal {
     Allocated,
     AliveTasks,
+    Rss,
 }
 
 /// The result of one guard run.
@@ -90,6 +96,9 @@ pub struct Outcome {
     pub requests: usize,
     pub limit_bytes: u64,
     pub limit_tasks: u64,
+    pub limit_rss_bytes: Option<u64>,
+    /// The resident signal's name ("rss" unless a guard reads it another way).
+    pub rss_name: &'static str,
     /// Signals that grew past their limit.
     pub tripped: Vec<Signal>,
     pub elapsed: Duration,
@@ -104,6 +113,11 @@ impl Outcome {
     /// Growth of the alive task count.
     pub fn task_growth(&self) -> i64 {
         self.after.alive_tasks as i64 - self.before.alive_tasks as i64
+    }
+
+    /// Growth of the resident set, when watched.
+    pub fn rss_growth(&self) -> Option<i64> {
+        Some(self.after.rss? as i64 - self.before.rss? as i64)
     }
 
     /// True when no signal grew past its limit.
@@ -164,6 +178,13 @@ impl fmt::Display for Outcome {
                     self.requests,
                     self.limit_tasks
                 ),
+                Signal::Rss => format!(
+                    "{} grew {} over {} requests (limit {})",
+                    self.rss_name,
+                    human_bytes(self.rss_growth().unwrap_or(0)),
+                    self.requests,
+                    human_bytes(self.limit_rss_bytes.unwrap_or(0) as i64)
+                ),
             });
         }
         if parts.is_empty() {
@@ -193,7 +214,15 @@ pub struct LeakGuard {
     concurrency: usize,
     limit_bytes: u64,
     limit_tasks: u64,
+    limit_rss_bytes: Option<u64>,
+    /// What "rss" means for this guard: its name in messages and how to read it.
+    rss_probe: (&'static str, fn() -> Option<u64>),
     settle: Duration,
+}
+
+/// The process's resident set size from `/proc/self/statm`.
+pub fn process_rss() -> Option<u64> {
+    leaklab_probe::rss_bytes(leaklab_probe::Pid::Current).ok()
 }
 
 impl Default for LeakGuard {
@@ -212,6 +241,8 @@ impl LeakGuard {
             concurrency: 16,
             limit_bytes: 8 << 20,
             limit_tasks: 16,
+            limit_rss_bytes: None,
+            rss_probe: ("rss", process_rss),
             settle: Duration::from_secs(5),
         }
     }
@@ -244,6 +275,25 @@ impl LeakGuard {
     pub fn limit_tasks(mut self, tasks: u64) -> Self {
         self.limit_tasks = tasks;
         self
+    }
+
+    /// Also watch the resident set size, tolerating `bytes` of growth (Linux).
+    pub fn limit_rss_bytes(mut self, bytes: u64) -> Self {
+        self.limit_rss_bytes = Some(bytes);
+        self
+    }
+
+    /// Reads the resident signal another way, under another name in messages:
+    /// e.g. resident memory outside the allocator, for off-heap leaks, where
+    /// the allocator's own cached pages would be noise.
+    pub fn rss_probe(mut self, name: &'static str, read: fn() -> Option<u64>) -> Self {
+        self.rss_probe = (name, read);
+        self
+    }
+
+    /// The request indices that fall between the two readings.
+    pub fn measured_range(&self) -> std::ops::Range<usize> {
+        self.warmup..self.warmup + self.requests
     }
 
     /// How long to wait, at most, for in-flight tasks to finish before each reading.
@@ -282,9 +332,11 @@ impl LeakGuard {
         };
         run(0..self.warmup).await;
         let idle = self.settle_tasks(None).await;
+        let rss = || self.limit_rss_bytes.and_then(|_| (self.rss_probe.1)());
         let before = Reading {
             allocated: probe.allocated(),
             alive_tasks: idle,
+            rss: rss(),
         };
         // Drive in slices so the futures of 100,000 requests are not all built at once.
         let end = self.warmup + self.requests;
@@ -298,6 +350,7 @@ impl LeakGuard {
         let after = Reading {
             allocated: probe.allocated(),
             alive_tasks: tasks,
+            rss: rss(),
         };
         let mut tripped = Vec::new();
         if after.allocated as i64 - before.allocated as i64 > self.limit_bytes as i64 {
@@ -306,12 +359,19 @@ impl LeakGuard {
         if after.alive_tasks as i64 - before.alive_tasks as i64 > self.limit_tasks as i64 {
             tripped.push(Signal::AliveTasks);
         }
+        if let (Some(limit), Some(b), Some(a)) = (self.limit_rss_bytes, before.rss, after.rss) {
+            if a as i64 - b as i64 > limit as i64 {
+                tripped.push(Signal::Rss);
+            }
+        }
         Outcome {
             before,
             after,
             requests: self.requests,
             limit_bytes: self.limit_bytes,
             limit_tasks: self.limit_tasks,
+            limit_rss_bytes: self.limit_rss_bytes,
+            rss_name: self.rss_probe.0,
             tripped,
             elapsed: started.elapsed(),
         }
@@ -398,6 +458,28 @@ mod tests {
         assert!(outcome
             .to_string()
             .starts_with("leak guard: alive_tasks grew by 100 over 100 requests"));
+    }
+
+    #[tokio::test]
+    async fn resident_memory_the_allocator_does_not_see_trips_the_rss_signal() {
+        let mut kept = Vec::new();
+        let outcome = LeakGuard::new()
+            .warmup(0)
+            .requests(64)
+            .limit_rss_bytes(16 << 20)
+            .settle(Duration::from_millis(20))
+            .check_with(&|| 0u64, |_| {
+                // 1 MiB per request, written so the pages are resident.
+                kept.push(vec![1u8; 1 << 20]);
+                async {}
+            })
+            .await;
+        assert_eq!(outcome.tripped, vec![Signal::Rss], "{outcome}");
+        assert!(
+            outcome.to_string().starts_with("leak guard: rss grew"),
+            "{outcome}"
+        );
+        drop(kept);
     }
 
     #[test]

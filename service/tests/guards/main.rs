@@ -29,6 +29,8 @@ static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Heap growth a guard tolerates (the leak-guard default).
 const LIMIT_BYTES: u64 = 8 << 20;
+/// RSS growth tolerated where a guard watches RSS: generous, RSS is noisy.
+const RSS_LIMIT_BYTES: u64 = 32 << 20;
 
 /// Which flags a guard run uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,10 +39,26 @@ enum Variant {
     BuildDefault,
 }
 
+/// How one scenario's guard run is shaped.
+struct Plan {
+    guard: LeakGuard,
+    /// A path rewrite applied to every recipe step (e.g. a bigger burst).
+    rewrite: Option<(&'static str, &'static str)>,
+}
+
+impl From<LeakGuard> for Plan {
+    fn from(guard: LeakGuard) -> Plan {
+        Plan {
+            guard,
+            rewrite: None,
+        }
+    }
+}
+
 /// Per-scenario size of the run. Requests are 100,000 unless a route's own work
 /// makes that slow; parameters shrink where the default would make a run long
 /// without changing what is retained or not.
-fn plan(id: ScenarioId, config: &mut Config) -> LeakGuard {
+fn plan(id: ScenarioId, config: &mut Config) -> Plan {
     let guard = LeakGuard::new()
         .requests(100_000)
         .warmup(10_000)
@@ -51,25 +69,63 @@ fn plan(id: ScenarioId, config: &mut Config) -> LeakGuard {
         // allocates a large (page-backed) buffer per request.
         ScenarioId::Churn => {
             config.churn_bytes = 64 * 1024;
-            guard
+            guard.into()
         }
         // Each poll must time out to leave its subscriber behind; 1 ms does.
         ScenarioId::LapsedListener => {
             config.event_poll_timeout = Duration::from_millis(1);
-            guard.concurrency(64)
+            guard.concurrency(64).into()
         }
         // An 8 KiB report is captured just as a 64 KiB one is, at an eighth of the building.
         ScenarioId::ClosureCapture => {
             config.report_bytes = 8 * 1024;
-            guard
+            guard.into()
         }
         // 64 KiB documents pin just as 1 MiB ones do, at a sixteenth of the copying.
         ScenarioId::SubslicePin => {
             config.document_bytes = 64 * 1024;
-            guard
+            guard.into()
         }
-        _ => guard,
+        // Off the allocator's books: watch RSS. 64 KiB maps are as resident as 256 KiB ones.
+        ScenarioId::OffheapMmap => {
+            config.mmap_bytes = 64 * 1024;
+            guard
+                .limit_rss_bytes(RSS_LIMIT_BYTES)
+                .rss_probe("rss outside the allocator", rss_outside_allocator)
+                .into()
+        }
+        // One 64 MiB job after warm-up; its pages either stay resident or go back.
+        ScenarioId::RssRetained => {
+            config.batch_bytes = 64 << 20;
+            guard
+                .warmup(200)
+                .requests(2_000)
+                .limit_rss_bytes(RSS_LIMIT_BYTES)
+                .into()
+        }
+        // A plateau rises once, at the first burst: measure from before it, with
+        // the largest burst the route takes; the kept table (~7.5 MiB) exceeds
+        // a 4 MiB limit, while the fixed path gives it all back.
+        ScenarioId::MapNoShrink => Plan {
+            guard: guard.warmup(0).requests(16).limit_bytes(4 << 20),
+            rewrite: Some(("burst=16384", "burst=65536")),
+        },
+        // Two hundred elements regrow a vector by the same doublings, fewer of them.
+        ScenarioId::VecRegrowth => {
+            config.merge_elements = 200;
+            guard.into()
+        }
+        _ => guard.into(),
     }
+}
+
+/// Resident memory jemalloc does not account for: RSS minus the allocator's
+/// own resident pages (which include the dirty pages it caches for reuse).
+fn rss_outside_allocator() -> Option<u64> {
+    let rss = leak_guard::process_rss()?;
+    tikv_jemalloc_ctl::epoch::advance().ok()?;
+    let resident = tikv_jemalloc_ctl::stats::resident::read().ok()? as u64;
+    Some(rss.saturating_sub(resident))
 }
 
 /// Requests a leaky run drives: enough to retain four times the guard's heap
@@ -102,12 +158,22 @@ async fn send(app: &Router, method: &str, path: &str, body: Vec<u8>) {
 /// Runs `id`'s recipe under the guard with the given flags.
 async fn guard_run(id: ScenarioId, variant: Variant) -> Outcome {
     let mut config = Config::default();
-    let mut guard = plan(id, &mut config);
+    let Plan { mut guard, rewrite } = plan(id, &mut config);
     let entry = scenario(id, &config);
-    let negative = matches!(entry.class, LeakClass::Churn | LeakClass::Bounded);
-    if variant == Variant::LeakOn && !negative {
-        guard = guard.requests(leaky_requests(entry.bytes_per_request, LIMIT_BYTES));
+    if variant == Variant::LeakOn {
+        // Size a leaky run from its ground truth in the signal that trips.
+        match entry.class {
+            LeakClass::Retention | LeakClass::TaskLeak => {
+                guard = guard.requests(leaky_requests(entry.bytes_per_request, LIMIT_BYTES));
+            }
+            LeakClass::OffHeap => {
+                guard =
+                    guard.requests(leaky_requests(entry.rss_bytes_per_request, RSS_LIMIT_BYTES));
+            }
+            _ => {}
+        }
     }
+    let once_at = guard.measured_range().start;
     let app = App::new(config.clone(), None);
     if variant == Variant::LeakOn {
         app.ctx.flags.set(id, true);
@@ -121,14 +187,19 @@ async fn guard_run(id: ScenarioId, variant: Variant) -> Outcome {
             let steps: Vec<(String, String, Vec<u8>)> = recipe
                 .iter()
                 .filter(|s| match s.every {
-                    0 => i == 0,
+                    // A one-shot step runs on the first measured request.
+                    0 => i == once_at,
                     n => i as u64 % n == 0,
                 })
                 .map(|s| {
                     let key = format!("guard-{i:09}");
                     (
                         s.method.to_owned(),
-                        s.path.replace("{key}", &key),
+                        match rewrite {
+                            Some((from, to)) => s.path.replace(from, to),
+                            None => s.path.to_owned(),
+                        }
+                        .replace("{key}", &key),
                         vec![b'g'; s.body_bytes as usize],
                     )
                 })
@@ -189,4 +260,10 @@ guards! {
     arc_cycle => leaklab_service::catalogue::ScenarioId::ArcCycle,
     label_cardinality => leaklab_service::catalogue::ScenarioId::LabelCardinality,
     unbounded_queue => leaklab_service::catalogue::ScenarioId::UnboundedQueue,
+    pool_no_reset => leaklab_service::catalogue::ScenarioId::PoolNoReset,
+    timer_per_request => leaklab_service::catalogue::ScenarioId::TimerPerRequest,
+    offheap_mmap => leaklab_service::catalogue::ScenarioId::OffheapMmap,
+    rss_retained => leaklab_service::catalogue::ScenarioId::RssRetained,
+    map_no_shrink => leaklab_service::catalogue::ScenarioId::MapNoShrink,
+    vec_regrowth => leaklab_service::catalogue::ScenarioId::VecRegrowth,
 }
