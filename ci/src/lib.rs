@@ -9,10 +9,12 @@
 //! - [`bisect`]: the binary search for the first bad release.
 //! - [`plot`]: burn rate by release, with deploy markers.
 //! - [`prove`]: measured proof sections for `fixes/<id>.md`.
+//! - [`bench`]: what heap profiling costs in throughput.
 //!
 //! ```text
 //! cargo ci bisect [--releases ci/releases.toml] [--json]
 //! cargo ci prove [--only ID]... [--dry-run]
+//! cargo ci bench-profiling [--rounds 5] [--duration 6s]
 //! ```
 
 use std::path::PathBuf;
@@ -22,6 +24,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
+pub mod bench;
 pub mod bisect;
 pub mod build;
 pub mod measure;
@@ -46,6 +49,36 @@ pub enum Task {
     /// Measure each scenario leaky and fixed with identical load and write the
     /// numbers into the proof section of its fixes/<id>.md.
     Prove(ProveOpts),
+    /// Benchmark (not a test): throughput of GET /items/{key} with jemalloc
+    /// heap profiling active vs inactive, alternating rounds.
+    BenchProfiling(BenchOpts),
+}
+
+/// Options of `cargo ci bench-profiling`.
+#[derive(Debug, Args)]
+pub struct BenchOpts {
+    /// Rounds per side.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
+    /// Length of one round (loadgen --duration, 1 s of it warm-up).
+    #[arg(long, default_value = "6s")]
+    pub duration: String,
+    /// loadgen connections in max-rate mode.
+    #[arg(long, default_value_t = 32)]
+    pub connections: usize,
+}
+
+/// Runs `cargo ci bench-profiling`.
+pub fn run_bench_profiling(opts: &BenchOpts) -> Result<()> {
+    let loadgen = build::loadgen_binary()?;
+    let (service, _) = build::service_binary(&[], &build::source_fingerprint()?)?;
+    bench::profiling(
+        &service,
+        &loadgen,
+        opts.rounds,
+        &opts.duration,
+        opts.connections,
+    )
 }
 
 /// Options of `cargo ci prove`.

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use leaklab_ci::{print_table, run_bisect, run_prove, Cli, Task};
+use leaklab_ci::{print_table, run_bench_profiling, run_bisect, run_prove, Cli, Task};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -18,6 +18,7 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Task::Prove(opts) => run_prove(opts),
+        Task::BenchProfiling(opts) => run_bench_profiling(opts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
