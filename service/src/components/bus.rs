@@ -250,7 +250,6 @@ impl Component for EventBus {
     }
 }
 
-
 /// Heap bytes a new topic costs the map: its name, its slot (String 24 +
 /// Vec 24) and its subscriber list (a first push allocates room for 4 `Arc`s).
 fn topic_bytes() -> u64 {

@@ -234,7 +234,6 @@ impl Component for DocumentIngest {
     }
 }
 
-
 /// The `subslice-pin` catalogue entry.
 pub fn scenario(c: &Config) -> Scenario {
     // Per document on the leaky path: the whole body buffer (axum collects a

@@ -237,7 +237,6 @@ impl Component for RequestMetrics {
     }
 }
 
-
 /// Heap bytes a new series with a label of `label_len` bytes costs: its `Arc`
 /// cell, the leaked label text, and its map slot (`&str` 16 + `Arc` 8).
 fn series_bytes(label_len: u64) -> u64 {
