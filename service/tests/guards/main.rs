@@ -61,7 +61,8 @@ impl From<LeakGuard> for Plan {
 fn plan(id: ScenarioId, config: &mut Config) -> Plan {
     let guard = LeakGuard::new()
         .requests(100_000)
-        .warmup(10_000)
+        // Enough to fill the 16 MiB item cache (~1,600 values) and every pool.
+        .warmup(3_000)
         .limit_bytes(LIMIT_BYTES)
         .settle(Duration::from_secs(2));
     match id {
@@ -74,7 +75,7 @@ fn plan(id: ScenarioId, config: &mut Config) -> Plan {
         // Each poll must time out to leave its subscriber behind; 1 ms does.
         ScenarioId::LapsedListener => {
             config.event_poll_timeout = Duration::from_millis(1);
-            guard.concurrency(64).into()
+            guard.concurrency(256).into()
         }
         // An 8 KiB report is captured just as a 64 KiB one is, at an eighth of the building.
         ScenarioId::ClosureCapture => {
@@ -86,9 +87,9 @@ fn plan(id: ScenarioId, config: &mut Config) -> Plan {
             config.document_bytes = 64 * 1024;
             guard.into()
         }
-        // Off the allocator's books: watch RSS. 64 KiB maps are as resident as 256 KiB ones.
+        // Off the allocator's books: watch RSS. 16 KiB maps are as resident as 256 KiB ones.
         ScenarioId::OffheapMmap => {
-            config.mmap_bytes = 64 * 1024;
+            config.mmap_bytes = 16 * 1024;
             guard
                 .limit_rss_bytes(RSS_LIMIT_BYTES)
                 .rss_probe("rss outside the allocator", rss_outside_allocator)
@@ -236,12 +237,12 @@ async fn build_default(id: ScenarioId) {
 macro_rules! guards {
     ($($name:ident => $id:expr),+ $(,)?) => {$(
         mod $name {
-            #[tokio::test]
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn leak_on_trips_the_guard_unless_a_negative_control() {
                 super::leak_on($id).await;
             }
 
-            #[tokio::test]
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn build_default_holds_the_guard() {
                 super::build_default($id).await;
             }
