@@ -1,0 +1,390 @@
+//! The run report: SVG plots (plotters) and an HTML page that shows them with
+//! the verdict.
+//!
+//! - `memory.svg`: allocated, resident and RSS over time, warm-up shaded, the
+//!   fitted slope over the measurement window, and, when a limit is known, the
+//!   limit line and the projected OOM.
+//! - `tasks.svg`: alive tasks over time.
+//! - `latency.svg`: completed requests per second and latency percentiles.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Context, Result};
+use plotters::prelude::*;
+
+use crate::analysis::human_bytes;
+use crate::load::LoadStats;
+use crate::sampler::Sample;
+use crate::summary::RunSummary;
+
+const MIB: f64 = 1024.0 * 1024.0;
+const SIZE: (u32, u32) = (900, 380);
+
+/// A named, coloured line of (seconds, MiB) points.
+type Line = (&'static str, RGBColor, Vec<(f64, f64)>);
+
+/// Writes the plots and `report.html` into `dir`; returns the HTML's path.
+pub fn write(
+    dir: &Path,
+    summary: &RunSummary,
+    samples: &[Sample],
+    stats: &LoadStats,
+) -> Result<PathBuf> {
+    memory_plot(&dir.join("memory.svg"), summary, samples).context("memory.svg")?;
+    tasks_plot(&dir.join("tasks.svg"), summary, samples).context("tasks.svg")?;
+    latency_plot(&dir.join("latency.svg"), summary, stats).context("latency.svg")?;
+    let path = dir.join("report.html");
+    std::fs::write(&path, html(summary)).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+    anyhow!("plotting: {e:?}")
+}
+
+fn memory_plot(path: &Path, s: &RunSummary, samples: &[Sample]) -> Result<()> {
+    let series: Vec<Line> = vec![
+        (
+            "allocated",
+            BLUE,
+            points(samples, |x| x.memory.as_ref().map(|m| m.allocated as f64)),
+        ),
+        (
+            "resident",
+            GREEN,
+            points(samples, |x| x.memory.as_ref().map(|m| m.resident as f64)),
+        ),
+        ("rss", RED, points(samples, |x| x.rss().map(|v| v as f64))),
+    ];
+    let t_max = samples.last().map(|x| x.t).unwrap_or(1.0).max(1.0);
+    let t_min = samples.first().map(|x| x.t).unwrap_or(0.0).min(0.0);
+    let mut y_max = series
+        .iter()
+        .flat_map(|(_, _, p)| p.iter().map(|p| p.1))
+        .fold(1.0, f64::max);
+    let limit = s.verdict.limit_bytes.map(|l| l as f64 / MIB);
+    // Show the limit only when it is within reach of the plot's scale.
+    let show_limit = limit.filter(|l| *l <= 4.0 * y_max);
+    if let Some(l) = show_limit {
+        y_max = y_max.max(l);
+    }
+    let root = SVGBackend::new(path, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let title = format!(
+        "memory: {} ({})",
+        s.scenario.as_deref().unwrap_or("-"),
+        s.verdict.class
+    );
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(60)
+        .build_cartesian_2d(t_min..t_max, 0.0..y_max * 1.05)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds")
+        .y_desc("MiB")
+        .draw()
+        .map_err(err)?;
+    let warm = s.load.warmup_s;
+    chart
+        .draw_series(std::iter::once(Rectangle::new(
+            [(0.0, 0.0), (warm, y_max * 1.05)],
+            RGBColor(220, 220, 220).mix(0.5).filled(),
+        )))
+        .map_err(err)?
+        .label("warm-up")
+        .legend(|(x, y)| {
+            Rectangle::new(
+                [(x, y - 5), (x + 15, y + 5)],
+                RGBColor(200, 200, 200).filled(),
+            )
+        });
+    for (name, color, pts) in &series {
+        chart
+            .draw_series(LineSeries::new(pts.iter().copied(), color))
+            .map_err(err)?
+            .label(*name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
+    }
+    // The fitted line of the verdict's bytes signal over the window.
+    let signal = s
+        .verdict
+        .findings
+        .first()
+        .map(|f| {
+            if f.signal == "alive_tasks" {
+                "allocated"
+            } else {
+                f.signal.as_str()
+            }
+        })
+        .unwrap_or("allocated");
+    if let (Some(fit), Some(pts)) = (s.signals.get(signal), series.iter().find(|x| x.0 == signal)) {
+        let win: Vec<&(f64, f64)> = pts.2.iter().filter(|p| p.0 >= warm).collect();
+        if let (Some(a), Some(b)) = (win.first(), win.last()) {
+            // Anchor the Theil–Sen slope at the window's median point.
+            let mid = win[win.len() / 2];
+            let at = |t: f64| mid.1 + fit.slope_per_s / MIB * (t - mid.0);
+            chart
+                .draw_series(LineSeries::new(
+                    vec![(a.0, at(a.0)), (b.0, at(b.0))],
+                    BLACK.stroke_width(2),
+                ))
+                .map_err(err)?
+                .label(format!(
+                    "fit {}: {}/s",
+                    signal,
+                    human_bytes(fit.slope_per_s)
+                ))
+                .legend(|(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 15, y)], BLACK.stroke_width(2))
+                });
+        }
+    }
+    if let Some(l) = show_limit {
+        let label = match s.verdict.time_to_oom_s {
+            Some(t) => format!(
+                "limit {} (projected OOM in {:.0} s)",
+                human_bytes(l * MIB),
+                t
+            ),
+            None => format!("limit {}", human_bytes(l * MIB)),
+        };
+        chart
+            .draw_series(LineSeries::new(
+                vec![(t_min, l), (t_max, l)],
+                MAGENTA.stroke_width(2),
+            ))
+            .map_err(err)?
+            .label(label)
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], MAGENTA));
+    } else if let (Some(l), Some(t)) = (limit, s.verdict.time_to_oom_s) {
+        chart
+            .draw_series(std::iter::once(Text::new(
+                format!(
+                    "limit {} off scale; projected OOM in {:.0} s",
+                    human_bytes(l * MIB),
+                    t
+                ),
+                (t_min + 0.02 * (t_max - t_min), y_max),
+                ("sans-serif", 14),
+            )))
+            .map_err(err)?;
+    }
+    if let Some(d) = &s.target_died {
+        chart
+            .draw_series(LineSeries::new(
+                vec![(d.at_s, 0.0), (d.at_s, y_max)],
+                RED.stroke_width(3),
+            ))
+            .map_err(err)?
+            .label(format!("target died: {}", d.reason))
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], RED));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+fn points(samples: &[Sample], f: impl Fn(&Sample) -> Option<f64>) -> Vec<(f64, f64)> {
+    samples
+        .iter()
+        .filter_map(|s| Some((s.t, f(s)? / MIB)))
+        .collect()
+}
+
+fn tasks_plot(path: &Path, s: &RunSummary, samples: &[Sample]) -> Result<()> {
+    let pts: Vec<(f64, f64)> = samples
+        .iter()
+        .filter_map(|x| Some((x.t, x.memory.as_ref()?.alive_tasks as f64)))
+        .collect();
+    let t_max = pts.last().map(|p| p.0).unwrap_or(1.0).max(1.0);
+    let t_min = pts.first().map(|p| p.0).unwrap_or(0.0).min(0.0);
+    let y_max = pts.iter().map(|p| p.1).fold(1.0, f64::max) * 1.05;
+    let root = SVGBackend::new(path, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("alive tokio tasks", ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(60)
+        .build_cartesian_2d(t_min..t_max, 0.0..y_max)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds")
+        .draw()
+        .map_err(err)?;
+    chart
+        .draw_series(std::iter::once(Rectangle::new(
+            [(0.0, 0.0), (s.load.warmup_s, y_max)],
+            RGBColor(220, 220, 220).mix(0.5).filled(),
+        )))
+        .map_err(err)?;
+    chart.draw_series(LineSeries::new(pts, BLUE)).map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+fn latency_plot(path: &Path, s: &RunSummary, stats: &LoadStats) -> Result<()> {
+    let root = SVGBackend::new(path, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let (left, right) = root.split_horizontally(SIZE.0 / 2);
+    let per_s: Vec<(f64, f64)> = stats
+        .per_second
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (i as f64, b.completed as f64))
+        .collect();
+    let y_max = per_s.iter().map(|p| p.1).fold(1.0, f64::max) * 1.1;
+    let x_max = (per_s.len() as f64).max(1.0);
+    let mut c = ChartBuilder::on(&left)
+        .caption("completed per second", ("sans-serif", 16))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..x_max, 0.0..y_max)
+        .map_err(err)?;
+    c.configure_mesh().x_desc("seconds").draw().map_err(err)?;
+    c.draw_series(LineSeries::new(per_s, BLUE)).map_err(err)?;
+    let l = &s.load.latency_ms;
+    let pcts = [
+        ("p50", l.p50),
+        ("p90", l.p90),
+        ("p99", l.p99),
+        ("p99.9", l.p999),
+        ("max", l.max),
+    ];
+    let lat_max = pcts.iter().map(|p| p.1).fold(0.001, f64::max) * 1.1;
+    let mut c = ChartBuilder::on(&right)
+        .caption("latency (ms, from planned send time)", ("sans-serif", 16))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..5.0, 0.0..lat_max)
+        .map_err(err)?;
+    c.configure_mesh()
+        .x_labels(5)
+        .x_label_formatter(&|x| {
+            pcts.get(*x as usize)
+                .map(|p| p.0.to_string())
+                .unwrap_or_default()
+        })
+        .draw()
+        .map_err(err)?;
+    c.draw_series(pcts.iter().enumerate().map(|(i, p)| {
+        Rectangle::new(
+            [(i as f64 + 0.15, 0.0), (i as f64 + 0.85, p.1)],
+            BLUE.mix(0.6).filled(),
+        )
+    }))
+    .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn html(s: &RunSummary) -> String {
+    let mut h = String::new();
+    let v = &s.verdict;
+    let _ = write!(
+        h,
+        "<!doctype html><meta charset=utf-8><title>loadgen: {sc}</title>\
+         <style>body{{font-family:sans-serif;max-width:960px;margin:2em auto}}td,th{{padding:2px 8px;text-align:right}}\
+         td:first-child{{text-align:left}}.leak{{color:#b00}}</style>\
+         <h1>loadgen run: {sc}</h1><p>target {t}{pid}</p>\
+         <h2 class={cls}>verdict: {head} — {class}</h2><ul>",
+        sc = esc(s.scenario.as_deref().unwrap_or("-")),
+        t = esc(&s.target),
+        pid = s.pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+        cls = if v.leak { "leak" } else { "ok" },
+        head = if v.leak { "LEAK" } else { "no leak" },
+        class = esc(&v.class),
+    );
+    for f in &v.findings {
+        let _ = write!(
+            h,
+            "<li>{} in <b>{}</b> (gauge {}): {} {:+.3}/s{}</li>",
+            esc(&f.class),
+            esc(f.component.as_deref().unwrap_or("?")),
+            esc(f.gauge.as_deref().unwrap_or("?")),
+            esc(&f.signal),
+            f.slope_per_s,
+            f.burn_rate_bytes_per_h
+                .map(|b| format!(", burn rate {}/h", human_bytes(b)))
+                .unwrap_or_default()
+        );
+    }
+    for r in &v.reasons {
+        let _ = write!(h, "<li>{}</li>", esc(r));
+    }
+    if let Some(t) = v.time_to_oom_s {
+        let _ = write!(
+            h,
+            "<li>time to OOM: {t:.0} s against {}</li>",
+            v.limit_bytes
+                .map(|l| human_bytes(l as f64))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(d) = &s.target_died {
+        let _ = write!(
+            h,
+            "<li class=leak>target died at {:.1} s: {}</li>",
+            d.at_s,
+            esc(&d.reason)
+        );
+    }
+    h.push_str("</ul>");
+    if let Some(g) = &s.ground_truth {
+        let _ = write!(
+            h,
+            "<p>ground truth ({}): expected {:.1}/s, measured {:.1}/s, error {:+.1}%</p>",
+            esc(&g.signal),
+            g.expected_slope_per_s,
+            g.measured_slope_per_s,
+            g.error_pct
+        );
+    }
+    h.push_str("<img src=memory.svg><img src=tasks.svg><img src=latency.svg>");
+    h.push_str("<h2>signals after warm-up</h2><table><tr><th>signal<th>slope/s<th>95% CI<th>p<th>first<th>last<th>rising");
+    for (name, f) in &s.signals {
+        let _ = write!(
+            h,
+            "<tr><td>{}<td>{:.1}<td>[{:.1}, {:.1}]<td>{:.1e}<td>{:.0}<td>{:.0}<td>{}",
+            esc(name),
+            f.slope_per_s,
+            f.ci95[0],
+            f.ci95[1],
+            f.p_value,
+            f.first,
+            f.last,
+            if f.rising { "yes" } else { "" }
+        );
+    }
+    let l = &s.load;
+    let _ = write!(
+        h,
+        "</table><h2>load</h2><p>{} requests, {:.1}/s achieved, {} errors, {} dropped; latency ms p50 {:.2} p99 {:.2} max {:.2}</p>",
+        l.requests, l.rate_achieved, l.errors, l.dropped, l.latency_ms.p50, l.latency_ms.p99, l.latency_ms.max
+    );
+    for n in &s.notes {
+        let _ = write!(h, "<p>note: {}</p>", esc(n));
+    }
+    h
+}

@@ -1,0 +1,12 @@
+//! loadgen's integration tests, built as one binary (STYLE 7).
+//!
+//! - `helpers`: locating (or building) `leaklab-service`, starting it,
+//!   running the `loadgen` binary.
+//! - `runs`: short real runs against a real service: one leak and one
+//!   negative control through the same test body, target death, usage errors.
+//! - `recorded`: the classifier against `samples.jsonl` files recorded from
+//!   real runs (`tests/data/`).
+
+mod helpers;
+mod recorded;
+mod runs;
