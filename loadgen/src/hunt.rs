@@ -367,6 +367,8 @@ pub async fn execute(opts: &HuntOpts) -> Result<u8> {
     }
 
     step(4, "taking the artifact each class calls for");
+    // Heap profiles first: a task dump's own working memory would show in them.
+    findings.sort_by_key(|(f, _, _)| f.class != "retention");
     let mut hunt_findings = Vec::new();
     let baseline = baseline.await.ok().and_then(Result::ok);
     for (f, owner, why) in findings {
@@ -525,8 +527,10 @@ async fn retention_artifact(
     for line in text.lines().take(4) {
         eprintln!("          {line}");
     }
-    // Which component's gauge grows per request, and by how much per request.
+    // Which component's gauge grows per request, and what the top site grew
+    // per triggering request between the two profiles.
     let rate = leaky.load.rate_achieved.max(1e-9);
+    let window_requests = (rate * (leaky.load.duration_s - leaky.load.warmup_s)).max(1.0);
     let gauge = f
         .gauge
         .clone()
@@ -537,15 +541,19 @@ async fn retention_artifact(
         .get(&format!("components.{gauge}"))
         .map(|g| g.slope_per_s / rate)
         .unwrap_or(0.0);
-    let site = rows
-        .first()
-        .map(|r| r.site.as_str())
-        .unwrap_or("(no sampled growth)");
-    let path = format!(
-        "{} (gauge {gauge} +{per_unit:.2} per request) retains ~{} per triggering request; top allocation site {site}",
-        f.component.as_deref().unwrap_or("?"),
-        human_bytes(slope(leaky, "allocated") / rate),
-    );
+    let path = match rows.first() {
+        Some(top) => format!(
+            "{} (gauge {gauge} +{per_unit:.2} per request) retains what {} allocates: +{} in the heap profile since warm-up, ~{} per triggering request",
+            f.component.as_deref().unwrap_or("?"),
+            top.site,
+            human_bytes(top.growth_bytes as f64),
+            human_bytes(top.growth_bytes as f64 / window_requests),
+        ),
+        None => format!(
+            "{} (gauge {gauge} +{per_unit:.2} per request); the heap profile sampled no growth",
+            f.component.as_deref().unwrap_or("?")
+        ),
+    };
     Ok((Some(diff_path), path))
 }
 

@@ -149,6 +149,8 @@ fn third_party_file(file: &str) -> bool {
         || file.contains("jemalloc")
         || file.ends_with(".c")
         || file.ends_with(".h")
+        || file.ends_with(".S")
+        || file.ends_with(".s")
 }
 
 /// The last `n` components of a path.

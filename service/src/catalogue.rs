@@ -154,6 +154,15 @@ pub struct Scenario {
     /// Plateau scenarios: the live heap the leak holds once it has risen to
     /// its high-water mark (0 for the other classes).
     pub high_water_bytes: u64,
+    /// Triggering requests per second a load run should use, when the
+    /// default would overload the route (e.g. a burst of 16,384 sessions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    /// Triggering requests per second the component absorbs without
+    /// retaining (a worker draining its queue): the expected slope is
+    /// ground truth x (rate - drain).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain_per_s: Option<f64>,
     /// True for the scenarios that must NOT be called a leak.
     pub negative_control: bool,
     /// The `/debug/memory` component gauge that moves with this scenario.
@@ -242,6 +251,8 @@ impl Scenario {
             tasks_per_request: 0,
             rss_bytes_per_request: 0,
             high_water_bytes: 0,
+            rate: None,
+            drain_per_s: None,
             negative_control: matches!(class, LeakClass::Churn | LeakClass::Bounded),
             gauge: "",
             leaky_path: "",
@@ -259,6 +270,18 @@ impl Scenario {
     /// RSS retained per triggering request when it differs from the heap's.
     pub fn rss(mut self, bytes: u64) -> Self {
         self.rss_bytes_per_request = bytes;
+        self
+    }
+
+    /// The rate a load run should use for this scenario.
+    pub fn rate(mut self, per_s: f64) -> Self {
+        self.rate = Some(per_s);
+        self
+    }
+
+    /// Triggering requests per second absorbed without retention.
+    pub fn drain(mut self, per_s: f64) -> Self {
+        self.drain_per_s = Some(per_s);
         self
     }
 

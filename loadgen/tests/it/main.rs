@@ -4,9 +4,11 @@
 //!   running the `loadgen` binary.
 //! - `runs`: short real runs against a real service: one leak and one
 //!   negative control through the same test body, target death, usage errors.
+//! - `hunt`: a short `loadgen hunt` end to end.
 //! - `recorded`: the classifier against `samples.jsonl` files recorded from
 //!   real runs (`tests/data/`).
 
 mod helpers;
+mod hunt;
 mod recorded;
 mod runs;

@@ -270,6 +270,9 @@ pub fn scenario(_c: &Config) -> Scenario {
         ],
     )
     .high_water(table_bytes(capacity_after(RECIPE_BURST)))
+    // Each triggering request is 16,384 inserts and as many deletes: a few a
+    // second show the plateau without overloading the route.
+    .rate(5.0)
     .gauge("sessions_capacity")
     .paths(
         "the session HashMap keeps the capacity of its largest burst after the sessions are deleted: capacity far above length",

@@ -246,6 +246,7 @@ pub fn scenario(c: &Config) -> Scenario {
         vec![Step::with_body("POST", "/jobs", c.job_bytes)],
     )
     .retains(queued_job_bytes(c.job_bytes))
+    .drain(c.worker_jobs_per_s as f64)
     .gauge("queue_depth")
     .paths(
         "POST /jobs sends into an unbounded channel: jobs arriving faster than the worker drains (20/s) wait in the channel, with their payloads, without limit",

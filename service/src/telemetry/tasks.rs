@@ -75,20 +75,29 @@ pub struct TaskDump {
     pub groups: Vec<TaskGroup>,
 }
 
-/// Picks the await point out of a trace: the innermost line naming this
-/// crate's code, else the innermost line.
+/// Picks the await point out of a trace: the innermost frame in this crate's
+/// own code (by symbol or by source path; the dump-frame wrapper itself is
+/// skipped), else the innermost frame. Source paths are shown relative to the
+/// crate. Optimised builds name inlined frames loosely (`{async_fn#0}`), but
+/// their file and line stay exact.
 pub fn await_point(trace: &str) -> String {
+    let crate_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/");
     let frames: Vec<&str> = trace
         .lines()
         .map(|l| l.trim_start_matches(|c: char| c.is_whitespace() || "│├└─╼".contains(c)))
         .filter(|l| !l.is_empty())
         .collect();
+    let own = |l: &&&str| {
+        (l.contains("leaklab_service::") || l.contains(crate_dir))
+            && !l.contains("telemetry/tasks.rs")
+            && !l.contains("telemetry::tasks")
+    };
     frames
         .iter()
         .rev()
-        .find(|l| l.contains("leaklab_service::"))
+        .find(own)
         .or_else(|| frames.last())
-        .map(|l| l.to_string())
+        .map(|l| l.replace(crate_dir, ""))
         .unwrap_or_else(|| "(empty trace)".to_owned())
 }
 

@@ -1,0 +1,80 @@
+//! A short `loadgen hunt` end to end: two leaks of different classes found,
+//! classified, their artifacts written, and the fix proven flat.
+
+use serde_json::Value;
+
+use crate::helpers::{loadgen, scratch};
+
+#[test]
+fn a_short_hunt_names_both_leaks_writes_their_artifacts_and_proves_the_fix() {
+    let out = scratch("hunt");
+    let out_arg = out.display().to_string();
+    let (code, stdout, stderr) = loadgen(&[
+        "hunt",
+        "--duration",
+        "16s",
+        "--warmup",
+        "5s",
+        "--out",
+        &out_arg,
+        "--json",
+    ]);
+    assert_eq!(
+        code, 3,
+        "hunt should exit 3 (leaks found); stderr:\n{stderr}"
+    );
+    let report: Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
+    assert_eq!(report["schema"], "leaklab.hunt/v1");
+    let findings = report["findings"].as_array().expect("findings");
+    let find = |scenario: &str| {
+        findings
+            .iter()
+            .find(|f| f["scenario"] == scenario)
+            .unwrap_or_else(|| panic!("{scenario} not found: {findings:?}"))
+    };
+    let cache = find("unbounded-cache");
+    assert_eq!(
+        (cache["class"].as_str(), cache["component"].as_str()),
+        (Some("retention"), Some("cache"))
+    );
+    let tasks = find("task-leak");
+    assert_eq!(
+        (tasks["class"].as_str(), tasks["component"].as_str()),
+        (Some("task-leak"), Some("fanout"))
+    );
+
+    // The artifacts it names exist and are what they claim to be.
+    let diff = std::fs::read_to_string(cache["artifact"].as_str().unwrap()).expect("heap diff");
+    assert!(
+        diff.contains("compute_value"),
+        "the heap diff does not name compute_value:\n{diff}"
+    );
+    let dump = std::fs::read_to_string(tasks["artifact"].as_str().unwrap()).expect("task dump");
+    assert!(
+        dump.contains("fanout"),
+        "the task dump does not point at the fan-out:\n{}",
+        &dump[..dump.len().min(2000)]
+    );
+    let pprof = std::fs::read(out.join("heap-end.pb.gz")).expect("pprof profile");
+    assert_eq!(&pprof[..2], &[0x1f, 0x8b], "the profile is not gzipped");
+    let svg = std::fs::read_to_string(out.join("heap-end.svg")).expect("flamegraph");
+    assert!(svg.contains("<svg"), "the flamegraph is not an SVG");
+    assert!(
+        std::path::Path::new(report["report"].as_str().unwrap()).exists(),
+        "no HTML report"
+    );
+
+    // With the fixes on, the identical load leaves the floor flat.
+    assert_eq!(
+        report["after_fix"]["leak"], false,
+        "after the fix: {}",
+        report["after_fix"]
+    );
+    assert!(
+        report["after_fix"]["alive_tasks_slope_per_s"]
+            .as_f64()
+            .unwrap()
+            < 1.0
+    );
+}
