@@ -157,10 +157,11 @@ pub struct BisectOpts {
     #[arg(long, default_value = "300")]
     pub rate: String,
     /// Whole run per release, warm-up included (loadgen's --duration).
-    #[arg(long, default_value = "30s")]
+    #[arg(long, default_value = "60s")]
     pub duration: String,
-    /// Warm-up per release, excluded from the verdict.
-    #[arg(long, default_value = "8s")]
+    /// Warm-up per release, excluded from the verdict: long enough for the
+    /// bounded structures of a mixed workload (the 16 MiB item cache) to fill.
+    #[arg(long, default_value = "25s")]
     pub warmup: String,
     /// Where the plot and each release's loadgen files go.
     #[arg(long, default_value = "out/bisect")]
@@ -225,7 +226,7 @@ pub fn run_bisect(opts: &BisectOpts) -> Result<BisectReport> {
         let (binary, built) = build::service_binary(&release.features, &fingerprint)?;
         builds += usize::from(built);
         eprintln!(
-            "[{}/{}] {}: measuring (rate {}, {} + {} warm-up)",
+            "[{}/{}] {}: measuring (rate {}, {} incl. {} warm-up)",
             i + 1,
             releases.len(),
             release.name,

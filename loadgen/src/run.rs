@@ -260,10 +260,16 @@ async fn prepare(opts: &RunOpts) -> Result<Prepared> {
             let budget_cap = budget
                 .filter(|_| mixed && s.footprint_bytes() > 0)
                 .map(|b| (b / 2 / s.footprint_bytes()).max(1));
-            match (s.requests_per_run, budget_cap) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            }
+            // A scenario whose own rate hint is below its share of a mixed
+            // run (a burst per request) gets at most hint x duration requests.
+            let hint_cap = s
+                .rate
+                .filter(|_| mixed)
+                .map(|r| (r * opts.duration.as_secs_f64()).ceil().max(1.0) as u64);
+            [s.requests_per_run, budget_cap, hint_cap]
+                .into_iter()
+                .flatten()
+                .min()
         })
         .collect();
 
