@@ -375,6 +375,7 @@ pub async fn execute(opts: &HuntOpts) -> Result<u8> {
         let (artifact, path) = match f.class.as_str() {
             "retention" => {
                 retention_artifact(
+                    seeded.len(),
                     &control,
                     &opts.out,
                     baseline.as_deref(),
@@ -486,7 +487,11 @@ pub async fn execute(opts: &HuntOpts) -> Result<u8> {
 }
 
 /// Heap-profile diff: where the live heap grew between warm-up's end and now.
+/// `mixed` is how many scenarios share the run round-robin: each gets
+/// 1/`mixed` of the triggering requests, so per-request figures are per
+/// request of this scenario.
 async fn retention_artifact(
+    mixed: usize,
     control: &Control,
     out: &Path,
     baseline: Option<&[u8]>,
@@ -529,7 +534,7 @@ async fn retention_artifact(
     }
     // Which component's gauge grows per request, and what the top site grew
     // per triggering request between the two profiles.
-    let rate = leaky.load.rate_achieved.max(1e-9);
+    let rate = (leaky.load.rate_achieved / mixed.max(1) as f64).max(1e-9);
     let window_requests = (rate * (leaky.load.duration_s - leaky.load.warmup_s)).max(1.0);
     let gauge = f
         .gauge
@@ -543,7 +548,7 @@ async fn retention_artifact(
         .unwrap_or(0.0);
     let path = match rows.first() {
         Some(top) => format!(
-            "{} (gauge {gauge} +{per_unit:.2} per request) retains what {} allocates: +{} in the heap profile since warm-up, ~{} per triggering request",
+            "{} (gauge {gauge} +{per_unit:.2} per request) retains what {} allocates: +{} in the heap profile since warm-up, ~{} per request of this scenario",
             f.component.as_deref().unwrap_or("?"),
             top.site,
             human_bytes(top.growth_bytes as f64),
