@@ -6,12 +6,9 @@
 //! the catalogue's bytes per request. Fixed: the subscription guard
 //! unregisters it, and the floor stays flat.
 
-use std::time::Duration;
-
 use http::Method;
-use serde_json::Value;
 
-use crate::helpers::{delta, key, recipe_request, within_pct, Service};
+use crate::helpers::{delta, key, recipe_run, within_pct, RecipeRun, Service};
 
 const ID: &str = "lapsed-listener";
 /// Polls per run: 2500 × ~4.3 KiB ≈ 10.6 MiB on the leaky path.
@@ -20,28 +17,8 @@ const WARMUP: usize = 200;
 /// Polls in flight: each waits out the 20 ms poll timeout.
 const CONCURRENCY: usize = 32;
 
-struct Run {
-    truth: f64,
-    before: Value,
-    after: Value,
-}
-
-async fn bus_run(leak: bool) -> Run {
-    let args: &[&str] = if leak { &["--leak", ID] } else { &[] };
-    let svc = Service::start(args);
-    let scenario = svc.scenario(ID).await;
-    let truth = scenario["bytes_per_request"].as_f64().unwrap();
-    let step = scenario["recipe"][0].clone();
-    let request = |i: usize| recipe_request(&step, &key("lapsed-listen", i));
-    svc.drive(WARMUP, CONCURRENCY, request).await;
-    let before = svc.settled_memory(Duration::from_secs(5), 64 << 10).await;
-    svc.drive(POLLS, CONCURRENCY, |i| request(WARMUP + i)).await;
-    let after = svc.settled_memory(Duration::from_secs(5), 64 << 10).await;
-    Run {
-        truth,
-        before,
-        after,
-    }
+async fn bus_run(leak: bool) -> RecipeRun {
+    recipe_run(ID, leak, "lapsed-listen", WARMUP, POLLS, CONCURRENCY).await
 }
 
 #[tokio::test]

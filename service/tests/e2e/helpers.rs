@@ -271,3 +271,43 @@ pub fn key(run: &str, i: usize) -> String {
 pub fn within_pct(a: f64, b: f64, pct: f64) -> bool {
     (a - b).abs() <= b.abs() * pct / 100.0
 }
+
+/// What driving one scenario's first recipe step did between two settled readings.
+pub struct RecipeRun {
+    pub svc: Service,
+    pub step: Value,
+    /// The scenario's `bytes_per_request` ground truth.
+    pub truth: f64,
+    pub before: Value,
+    pub after: Value,
+}
+
+/// Starts the service with `id`'s leak on or off, drives `warmup` then `n`
+/// distinct-key requests (`key(prefix, i)`) of the scenario's first recipe
+/// step, `concurrency` at a time, and reads settled memory before and after.
+pub async fn recipe_run(
+    id: &str,
+    leak: bool,
+    prefix: &str,
+    warmup: usize,
+    n: usize,
+    concurrency: usize,
+) -> RecipeRun {
+    let args: &[&str] = if leak { &["--leak", id] } else { &[] };
+    let svc = Service::start(args);
+    let scenario = svc.scenario(id).await;
+    let truth = scenario["bytes_per_request"].as_f64().unwrap();
+    let step = scenario["recipe"][0].clone();
+    let request = |i: usize| recipe_request(&step, &key(prefix, i));
+    svc.drive(warmup, concurrency, request).await;
+    let before = svc.settled_memory(Duration::from_secs(5), 64 << 10).await;
+    svc.drive(n, concurrency, |i| request(warmup + i)).await;
+    let after = svc.settled_memory(Duration::from_secs(5), 64 << 10).await;
+    RecipeRun {
+        svc,
+        step,
+        truth,
+        before,
+        after,
+    }
+}

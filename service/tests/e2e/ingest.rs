@@ -5,49 +5,22 @@
 //! body, so `allocated` grows by the catalogue's bytes per request (≈ the body
 //! size, not the header size). Fixed: only header copies stay.
 
-use std::time::Duration;
-
 use http::StatusCode;
-use serde_json::Value;
 
-use crate::helpers::{delta, key, recipe_request, within_pct, Service};
+use crate::helpers::{delta, key, recipe_request, recipe_run, within_pct, RecipeRun};
 
 const ID: &str = "subslice-pin";
 /// Documents per run: 32 × 1 MiB, a clean 32 MiB signal on the leaky path.
 const DOCS: usize = 32;
 const WARMUP: usize = 8;
 
-struct Run {
-    svc: Service,
-    step: Value,
-    truth: f64,
-    before: Value,
-    after: Value,
-}
-
-async fn ingest_run(leak: bool) -> Run {
-    let args: &[&str] = if leak { &["--leak", ID] } else { &[] };
-    let svc = Service::start(args);
-    let scenario = svc.scenario(ID).await;
-    let truth = scenario["bytes_per_request"].as_f64().unwrap();
-    let step = scenario["recipe"][0].clone();
-    let request = |i: usize| recipe_request(&step, &key("subslice-pin", i));
-    // Warm-up on the same connections, so their read buffers are in the baseline.
-    svc.drive(WARMUP, 4, request).await;
-    let before = svc.settled_memory(Duration::from_secs(5), 64 << 10).await;
-    svc.drive(DOCS, 4, |i| request(WARMUP + i)).await;
-    let after = svc.settled_memory(Duration::from_secs(5), 64 << 10).await;
-    Run {
-        svc,
-        step,
-        truth,
-        before,
-        after,
-    }
+// Warm-up on the same connections, so their read buffers are in the baseline.
+async fn ingest_run(leak: bool) -> RecipeRun {
+    recipe_run(ID, leak, "subslice-pin", WARMUP, DOCS, 4).await
 }
 
 /// The index answers the last document's header: its first 32 bytes, on either path.
-async fn assert_header_indexed(run: &Run) {
+async fn assert_header_indexed(run: &RecipeRun) {
     let id = key("subslice-pin", WARMUP + DOCS - 1);
     let reply = run.svc.get(&format!("/documents?id={id}")).await;
     assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);

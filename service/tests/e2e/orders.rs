@@ -6,39 +6,15 @@
 //! never freed, and `allocated` grows by the catalogue's bytes per request.
 //! Fixed: `Weak` back-pointers, every order freed.
 
-use std::time::Duration;
-
-use serde_json::Value;
-
-use crate::helpers::{delta, key, recipe_request, within_pct, Service};
+use crate::helpers::{delta, key, recipe_request, recipe_run, within_pct, RecipeRun, Service};
 
 const ID: &str = "arc-cycle";
 /// Orders per run: 4000 × ~2.9 KiB ≈ 11 MiB on the leaky path.
 const ORDERS: usize = 4000;
 const WARMUP: usize = 200;
 
-struct Run {
-    truth: f64,
-    before: Value,
-    after: Value,
-}
-
-async fn orders_run(leak: bool) -> Run {
-    let args: &[&str] = if leak { &["--leak", ID] } else { &[] };
-    let svc = Service::start(args);
-    let scenario = svc.scenario(ID).await;
-    let truth = scenario["bytes_per_request"].as_f64().unwrap();
-    let step = scenario["recipe"][0].clone();
-    let request = |i: usize| recipe_request(&step, &key("arc-cycle", i));
-    svc.drive(WARMUP, 8, request).await;
-    let before = svc.settled_memory(Duration::from_secs(5), 64 << 10).await;
-    svc.drive(ORDERS, 8, |i| request(WARMUP + i)).await;
-    let after = svc.settled_memory(Duration::from_secs(5), 64 << 10).await;
-    Run {
-        truth,
-        before,
-        after,
-    }
+async fn orders_run(leak: bool) -> RecipeRun {
+    recipe_run(ID, leak, "arc-cycle", WARMUP, ORDERS, 8).await
 }
 
 #[tokio::test]

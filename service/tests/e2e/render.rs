@@ -7,39 +7,16 @@
 //! pooled buffer: an earlier request's document. Fixed: buffers are cleared
 //! and capped; the heap stays flat and every response is its own document.
 
-use std::time::Duration;
-
 use http::{Method, StatusCode};
-use serde_json::Value;
 
-use crate::helpers::{delta, key, recipe_request, within_pct, Service};
+use crate::helpers::{delta, recipe_run, within_pct, RecipeRun, Service};
 
 const ID: &str = "pool-no-reset";
 const RENDERS: usize = 1500;
 const WARMUP: usize = 16;
 
-struct Run {
-    truth: f64,
-    before: Value,
-    after: Value,
-}
-
-async fn render_run(leak: bool) -> Run {
-    let args: &[&str] = if leak { &["--leak", ID] } else { &[] };
-    let svc = Service::start(args);
-    let scenario = svc.scenario(ID).await;
-    let truth = scenario["bytes_per_request"].as_f64().unwrap();
-    let step = scenario["recipe"][0].clone();
-    let request = |i: usize| recipe_request(&step, &key("render", i));
-    svc.drive(WARMUP, 4, request).await;
-    let before = svc.settled_memory(Duration::from_secs(5), 64 << 10).await;
-    svc.drive(RENDERS, 4, |i| request(WARMUP + i)).await;
-    let after = svc.settled_memory(Duration::from_secs(5), 64 << 10).await;
-    Run {
-        truth,
-        before,
-        after,
-    }
+async fn render_run(leak: bool) -> RecipeRun {
+    recipe_run(ID, leak, "render", WARMUP, RENDERS, 4).await
 }
 
 #[tokio::test]

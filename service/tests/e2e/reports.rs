@@ -5,41 +5,15 @@
 //! Leaky: every closure holds its whole 64 KiB report, so `allocated` grows by
 //! the catalogue's bytes per request. Fixed: closures hold one `u64`.
 
-use std::time::Duration;
-
-use serde_json::Value;
-
-use crate::helpers::{delta, key, recipe_request, within_pct, Service};
+use crate::helpers::{delta, recipe_run, within_pct, RecipeRun, Service};
 
 const ID: &str = "closure-capture";
 /// Reports per run: 160 × 64 KiB = 10 MiB on the leaky path.
 const REPORTS: usize = 160;
 const WARMUP: usize = 32;
 
-struct Run {
-    svc: Service,
-    truth: f64,
-    before: Value,
-    after: Value,
-}
-
-async fn reports_run(leak: bool) -> Run {
-    let args: &[&str] = if leak { &["--leak", ID] } else { &[] };
-    let svc = Service::start(args);
-    let scenario = svc.scenario(ID).await;
-    let truth = scenario["bytes_per_request"].as_f64().unwrap();
-    let step = scenario["recipe"][0].clone();
-    let request = |i: usize| recipe_request(&step, &key("closure-capt", i));
-    svc.drive(WARMUP, 8, request).await;
-    let before = svc.settled_memory(Duration::from_secs(5), 64 << 10).await;
-    svc.drive(REPORTS, 8, |i| request(WARMUP + i)).await;
-    let after = svc.settled_memory(Duration::from_secs(5), 64 << 10).await;
-    Run {
-        svc,
-        truth,
-        before,
-        after,
-    }
+async fn reports_run(leak: bool) -> RecipeRun {
+    recipe_run(ID, leak, "closure-capt", WARMUP, REPORTS, 8).await
 }
 
 /// The digest calls every registered callback, whichever way it captured.
