@@ -84,26 +84,23 @@ impl Series {
         (x, y)
     }
 
-    fn baseline(&self) -> Option<f64> {
-        let b: Vec<f64> = self
-            .points
+    /// The values sampled before the load started.
+    fn baseline_values(&self) -> Vec<f64> {
+        self.points
             .iter()
             .zip(&self.phases)
             .filter(|(_, p)| **p == Phase::Baseline)
             .map(|(pt, _)| pt.1)
-            .collect();
+            .collect()
+    }
+
+    fn baseline(&self) -> Option<f64> {
+        let b = self.baseline_values();
         (!b.is_empty()).then(|| median(&b))
     }
 
     fn baseline_spread(&self) -> f64 {
-        let b: Vec<f64> = self
-            .points
-            .iter()
-            .zip(&self.phases)
-            .filter(|(_, p)| **p == Phase::Baseline)
-            .map(|(pt, _)| pt.1)
-            .collect();
-        spread(&b)
+        spread(&self.baseline_values())
     }
 }
 

@@ -136,6 +136,16 @@ fn run_opts(url: &str, pid: u32, leaks: &[String], opts: &HuntOpts, out: &Path) 
     }
 }
 
+/// One of the hunt's two identical runs (leaky, then fixed) against `service`.
+async fn identical_load(
+    service: &spawn::Service,
+    opts: &HuntOpts,
+    out: &Path,
+) -> Result<RunSummary> {
+    let run = run_opts(&service.url, service.pid, &opts.leaks, opts, out)?;
+    Ok(run::execute(&run).await?.summary)
+}
+
 /// Fetches `path` with a generous timeout (profiles and dumps take a while to symbolize).
 async fn fetch(control: &Control, path: &str) -> Result<Vec<u8>> {
     control
@@ -273,15 +283,7 @@ pub async fn execute(opts: &HuntOpts) -> Result<u8> {
         opts.warmup
     );
     let leaky_dir = opts.out.join("1-leaky");
-    let leaky = run::execute(&run_opts(
-        &service.url,
-        service.pid,
-        &opts.leaks,
-        opts,
-        &leaky_dir,
-    )?)
-    .await?
-    .summary;
+    let leaky = identical_load(&service, opts, &leaky_dir).await?;
     if let Some(died) = &leaky.target_died {
         bail!(
             "the service died during the leaky run at {:.1} s: {}",
@@ -423,15 +425,7 @@ pub async fn execute(opts: &HuntOpts) -> Result<u8> {
         eprintln!("        PUT /admin/flags/{id} {{\"enabled\": false}}");
     }
     let fixed_dir = opts.out.join("2-fixed");
-    let fixed = run::execute(&run_opts(
-        &service.url,
-        service.pid,
-        &opts.leaks,
-        opts,
-        &fixed_dir,
-    )?)
-    .await?
-    .summary;
+    let fixed = identical_load(&service, opts, &fixed_dir).await?;
     let after_fix = AfterFix {
         leak: fixed.verdict.leak,
         class: fixed.verdict.class.clone(),
