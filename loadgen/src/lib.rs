@@ -7,6 +7,7 @@
 //! loadgen hunt                                                # the capstone: two leaks found, fixed, proven
 //! loadgen scenarios --spawn                                   # the catalogue
 //! loadgen bench oha --duration 10                             # loadgen vs oha at max rate
+//! loadgen oom --scenario unbounded-cache --limit 256MiB        # run to the OOM kill, predicted vs actual
 //! ```
 //!
 //! Exit codes: 0 no leak, 3 leak found, 2 bad usage, 1 could not run.
@@ -28,6 +29,7 @@
 //! - [`bench`]: `loadgen bench oha`, loadgen against oha at max rate.
 //! - [`hunt`]: `loadgen hunt`, the capstone leak hunt end to end.
 //! - [`pprof`]: reading pprof heap profiles and diffing them by allocation site.
+//! - [`oom`]: `loadgen oom`, the memory-limit experiment (cgroup or compose).
 //!
 //! `loadgen judge samples.jsonl --catalogue cat.json` judges a recorded run again.
 
@@ -36,6 +38,7 @@ pub mod bench;
 pub mod catalogue;
 pub mod hunt;
 pub mod load;
+pub mod oom;
 pub mod pprof;
 pub mod report;
 pub mod run;
@@ -85,6 +88,10 @@ pub enum Command {
     Scenarios(ScenariosOpts),
     /// Benchmarks (not tests): `loadgen bench oha` compares loadgen with oha.
     Bench(bench::BenchOpts),
+    /// The memory-limit experiment: run a leak under a memory limit (a cgroup of its own,
+    /// or a compose container with --docker) until the OOM killer ends it, and report
+    /// predicted against actual time-to-OOM (exit 3 when it was OOM-killed).
+    Oom(oom::OomOpts),
     /// Judge a recorded samples.jsonl again (no load): prints signals and verdict as JSON.
     Judge(JudgeOpts),
 }
@@ -219,6 +226,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Hunt(opts) => hunt::execute(&opts).await,
         Command::Scenarios(opts) => scenarios(opts).await,
+        Command::Oom(opts) => oom::execute(&opts).await,
         Command::Bench(opts) => bench::execute(&opts).await,
         Command::Judge(opts) => {
             let samples = sampler::read_samples(&opts.samples)?;

@@ -107,6 +107,16 @@ pub fn catalogue() -> Result<Vec<crate::catalogue::Scenario>> {
 /// Starts the service with `args` (after `--addr 127.0.0.1:0`). Its stderr
 /// goes to `log` when given, else nowhere.
 pub fn start(args: &[String], log: Option<&Path>) -> Result<Service> {
+    start_with(args, log, |_| Ok(()))
+}
+
+/// [`start`], with `prepare` applied to the command first (e.g. to confine the
+/// child to a memory cgroup before it executes).
+pub fn start_with(
+    args: &[String],
+    log: Option<&Path>,
+    prepare: impl FnOnce(&mut Command) -> std::io::Result<()>,
+) -> Result<Service> {
     let bin = service_binary()?;
     let stderr = match log {
         Some(p) => Stdio::from(
@@ -114,13 +124,16 @@ pub fn start(args: &[String], log: Option<&Path>) -> Result<Service> {
         ),
         None => Stdio::null(),
     };
-    let mut child = Command::new(&bin)
+    let mut command = Command::new(&bin);
+    command
         .arg("--addr")
         .arg("127.0.0.1:0")
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(stderr)
+        .stderr(stderr);
+    prepare(&mut command).with_context(|| format!("preparing {}", bin.display()))?;
+    let mut child = command
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
     let pid = child.id();
@@ -173,6 +186,12 @@ impl Service {
         }
     }
 
+    /// The raw exit status once the child has exited (for OOM evidence).
+    pub fn raw_exit_status(&self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.lock().unwrap_or_else(|p| p.into_inner());
+        child.try_wait().ok().flatten()
+    }
+
     /// A cloneable probe for the sampler's death detection.
     pub fn exit_probe(&self) -> crate::sampler::ExitProbe {
         let child = self.child.clone();
@@ -183,7 +202,7 @@ impl Service {
     }
 }
 
-fn describe_exit(status: std::process::ExitStatus) -> String {
+pub fn describe_exit(status: std::process::ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match status.signal() {
         Some(9) => "killed by SIGKILL (the OOM killer sends this)".into(),

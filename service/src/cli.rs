@@ -84,6 +84,11 @@ pub struct ServeOpts {
     /// Whether jemalloc heap-profile sampling is active at start.
     #[arg(long, default_value = "on", value_name = "on|off", value_parser = parse_on_off, action = clap::ArgAction::Set)]
     pub heap_profiling: bool,
+    /// Pin the service's code pages in memory (mlock on fault), so that at a
+    /// memory limit the kernel kills it at once instead of letting it thrash
+    /// on its own code first. Needs root or CAP_IPC_LOCK. See `loadgen oom`.
+    #[arg(long, env = "LEAKLAB_LOCK_CODE", value_name = "on|off", default_value = "off", value_parser = parse_on_off, action = clap::ArgAction::Set)]
+    pub lock_code: bool,
     #[command(flatten)]
     pub params: Params,
 }
@@ -210,7 +215,10 @@ fn init_tracing() {
     use tracing_subscriber::prelude::*;
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colour only on a terminal: logs in files (loadgen's service.log) stay plain.
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
     let registry = tracing_subscriber::registry().with(filter).with(fmt);
     #[cfg(feature = "console")]
     let registry = registry.with(console_subscriber::spawn());
@@ -219,6 +227,23 @@ fn init_tracing() {
 
 fn serve(opts: ServeOpts) -> anyhow::Result<()> {
     init_tracing();
+    if opts.lock_code {
+        // Before the runtime's threads start, so their mappings are covered too.
+        match crate::pin::lock_file_mappings() {
+            Ok(p) if p.refused == 0 => tracing::info!(
+                mappings = p.mappings,
+                bytes = p.bytes,
+                "code pages pinned (locked on fault)"
+            ),
+            Ok(p) => tracing::warn!(
+                mappings = p.mappings,
+                refused = p.refused,
+                error = p.first_error.as_deref().unwrap_or(""),
+                "some code pages could not be pinned (needs root or CAP_IPC_LOCK)"
+            ),
+            Err(err) => tracing::warn!(%err, "cannot read /proc/self/maps to pin code pages"),
+        }
+    }
     let mut config = opts.params.config();
     config.leak_budget_bytes = opts.leak_budget;
     config.heap_profiling = opts.heap_profiling;

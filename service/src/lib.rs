@@ -26,4 +26,5 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod flags;
+pub mod pin;
 pub mod telemetry;
