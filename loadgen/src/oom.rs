@@ -24,7 +24,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -620,8 +620,8 @@ async fn experiment(opts: &OomOpts, target: &mut OomTarget) -> Result<OomReport>
         async move { load::drive(&cfg, units, progress, start).await }
     });
 
-    // Death watch: every 100 ms, so the kill's time is known to 0.1 s.
-    let ended_at: Arc<Mutex<Option<f64>>> = Arc::default();
+    // Death watch: polled every 100 ms, so the kill's time is known to 0.1 s.
+    let mut ended = None;
     let samples_path = opts.out.join("samples.jsonl");
     let mut file = std::io::BufWriter::new(
         std::fs::File::create(&samples_path)
@@ -646,7 +646,7 @@ async fn experiment(opts: &OomOpts, target: &mut OomTarget) -> Result<OomReport>
         let now = Instant::now();
         let t_now = now.duration_since(start).as_secs_f64();
         if target.ended() {
-            *ended_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(t_now);
+            ended = Some(t_now);
             break;
         }
         if interrupted || t_now > opts.max_duration.as_secs_f64() {
@@ -709,7 +709,6 @@ async fn experiment(opts: &OomOpts, target: &mut OomTarget) -> Result<OomReport>
         .ok()
         .and_then(|r| r.ok())
         .and_then(|r| r.ok());
-    let ended = *ended_at.lock().unwrap_or_else(|p| p.into_inner());
     if interrupted {
         notes.push("interrupted (ctrl-c) before the service was killed".into());
     }
