@@ -10,11 +10,13 @@
 //! - [`plot`]: burn rate by release, with deploy markers.
 //! - [`prove`]: measured proof sections for `fixes/<id>.md`.
 //! - [`bench`]: what heap profiling costs in throughput.
+//! - [`guards`]: the leak guards run N times in a row, tallied.
 //!
 //! ```text
 //! cargo ci bisect [--releases ci/releases.toml] [--json]
 //! cargo ci prove [--only ID]... [--dry-run]
 //! cargo ci bench-profiling [--rounds 5] [--duration 6s]
+//! cargo ci guards [--repeat 20] [--variant build-default|leak-on|both] [--features leak-ID]...
 //! ```
 
 use std::path::PathBuf;
@@ -27,6 +29,7 @@ use serde::Serialize;
 pub mod bench;
 pub mod bisect;
 pub mod build;
+pub mod guards;
 pub mod measure;
 pub mod plot;
 pub mod prove;
@@ -52,6 +55,40 @@ pub enum Task {
     /// Benchmark (not a test): throughput of GET /items/{key} with jemalloc
     /// heap profiling active vs inactive, alternating rounds.
     BenchProfiling(BenchOpts),
+    /// Run the leak guards (service/tests/guards) N times in a row and tally
+    /// them: on the fixed code every guard must hold every time (no false
+    /// positives from warm-up); with --features leak-ID (a bad release) its
+    /// build_default guard trips. Exits 1 when any guard tripped.
+    Guards(GuardsOpts),
+}
+
+/// Options of `cargo ci guards`.
+#[derive(Debug, Args)]
+pub struct GuardsOpts {
+    /// Runs in a row.
+    #[arg(long, default_value_t = 20)]
+    pub repeat: usize,
+    /// Which guards: `build-default` (the build's own flags: the fixed code in
+    /// a default build), `leak-on` (each leak forced on) or `both`.
+    #[arg(long, default_value = "build-default", value_parser = ["build-default", "leak-on", "both"])]
+    pub variant: String,
+    /// Build a bad release: leaklab-service features (`leak-unbounded-cache`), repeatable.
+    #[arg(long = "features", value_name = "FEATURE")]
+    pub features: Vec<String>,
+}
+
+/// Runs `cargo ci guards`; Ok(true) when every guard held.
+pub fn run_guards(opts: &GuardsOpts) -> Result<bool> {
+    let filter = match opts.variant.as_str() {
+        "build-default" => "build_default",
+        "leak-on" => "leak_on",
+        _ => "",
+    };
+    let started = Instant::now();
+    let tally = guards::run(opts.repeat.max(1), filter, &opts.features)?;
+    guards::print(&tally, &mut std::io::stdout())?;
+    println!("{:.0} s", started.elapsed().as_secs_f64());
+    Ok(tally.values().all(|t| t.tripped == 0))
 }
 
 /// Options of `cargo ci bench-profiling`.

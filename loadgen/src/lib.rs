@@ -8,6 +8,7 @@
 //! loadgen scenarios --spawn                                   # the catalogue
 //! loadgen bench oha --duration 10                             # loadgen vs oha at max rate
 //! loadgen oom --scenario unbounded-cache --limit 256MiB        # run to the OOM kill, predicted vs actual
+//! loadgen canary --spawn --toggle task-leak@20                # a baseline/canary pair, a flag flipped on the canary
 //! ```
 //!
 //! Exit codes: 0 no leak, 3 leak found, 2 bad usage, 1 could not run.
@@ -30,11 +31,14 @@
 //! - [`hunt`]: `loadgen hunt`, the capstone leak hunt end to end.
 //! - [`pprof`]: reading pprof heap profiles and diffing them by allocation site.
 //! - [`oom`]: `loadgen oom`, the memory-limit experiment (cgroup or compose).
+//! - [`canary`]: `loadgen canary`, a baseline and a canary under identical
+//!   load, flags toggled on the canary, judged side by side.
 //!
 //! `loadgen judge samples.jsonl --catalogue cat.json` judges a recorded run again.
 
 pub mod analysis;
 pub mod bench;
+pub mod canary;
 pub mod catalogue;
 pub mod hunt;
 pub mod load;
@@ -92,6 +96,10 @@ pub enum Command {
     /// or a compose container with --docker) until the OOM killer ends it, and report
     /// predicted against actual time-to-OOM (exit 3 when it was OOM-killed).
     Oom(oom::OomOpts),
+    /// Canary practice: a baseline and a canary of one service under identical load,
+    /// flags toggled on the canary at set times (--toggle ID@SECONDS), the two judged side
+    /// by side (exit 3 when the canary leaks and the baseline does not).
+    Canary(canary::CanaryOpts),
     /// Judge a recorded samples.jsonl again (no load): prints signals and verdict as JSON.
     Judge(JudgeOpts),
 }
@@ -227,6 +235,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Hunt(opts) => hunt::execute(&opts).await,
         Command::Scenarios(opts) => scenarios(opts).await,
         Command::Oom(opts) => oom::execute(&opts).await,
+        Command::Canary(opts) => canary::execute(&opts).await,
         Command::Bench(opts) => bench::execute(&opts).await,
         Command::Judge(opts) => {
             let samples = sampler::read_samples(&opts.samples)?;

@@ -117,6 +117,8 @@ pub struct RunOutcome {
     pub summary: RunSummary,
     /// 0 no leak, 3 leak found, 1 the run could not complete.
     pub exit_code: u8,
+    /// Every sample kept, baseline to cool-down (what `samples.jsonl` holds).
+    pub samples: Vec<sampler::Sample>,
 }
 
 /// The parts of a run that are set up before the load starts.
@@ -316,6 +318,15 @@ pub fn auto_rate(scenarios: &mut [Scenario], budget: Option<u64>, duration: Dura
 
 /// Runs the whole thing. Progress goes to stderr unless `opts.json`.
 pub async fn execute(opts: &RunOpts) -> Result<RunOutcome> {
+    execute_with(opts, None).await
+}
+
+/// [`execute`], telling `started` the instant the load starts (sample time 0),
+/// for callers that act on the target during the run (`loadgen canary`'s toggles).
+pub async fn execute_with(
+    opts: &RunOpts,
+    started: Option<tokio::sync::oneshot::Sender<Instant>>,
+) -> Result<RunOutcome> {
     let p = prepare(opts).await?;
     let key_prefix = format!(
         "lg{:x}{:x}",
@@ -340,6 +351,10 @@ pub async fn execute(opts: &RunOpts) -> Result<RunOutcome> {
     let progress = Arc::new(Progress::default());
     let shared = Arc::new(Shared::default());
     let start = Instant::now() + BASELINE;
+    if let Some(tx) = started {
+        // The caller may have given up waiting; the run goes on regardless.
+        let _ = tx.send(start);
+    }
     let samples_path = opts.out.as_ref().map(|d| d.join("samples.jsonl"));
     let sampler_cfg = SamplerConfig {
         interval: opts.sample_interval,
@@ -460,7 +475,11 @@ pub async fn execute(opts: &RunOpts) -> Result<RunOutcome> {
         exit::NO_LEAK
     };
     drop(p.service);
-    Ok(RunOutcome { summary, exit_code })
+    Ok(RunOutcome {
+        summary,
+        exit_code,
+        samples: log.samples,
+    })
 }
 
 fn load_summary(stats: &LoadStats, rate: Rate, rate_achieved: f64, opts: &RunOpts) -> LoadSummary {

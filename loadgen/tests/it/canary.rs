@@ -1,0 +1,96 @@
+//! `loadgen canary` end to end: two real services under identical load, a
+//! leak's flag flipped on the canary mid-run. One body, two flag plans with
+//! opposite expectations: turned on, the canary regresses; turned on and
+//! rolled back, the comparison (after the rollback) finds no regression.
+
+use crate::helpers::{loadgen, scratch};
+
+/// Runs `loadgen canary --spawn` with `toggles`; returns (exit, report, out dir).
+fn canary_run(name: &str, toggles: &[&str]) -> (i32, serde_json::Value, std::path::PathBuf) {
+    let out = scratch(name);
+    let out_s = out.to_string_lossy().to_string();
+    let mut args = vec![
+        "canary",
+        "--spawn",
+        "--scenario",
+        "task-leak",
+        "--rate",
+        "150",
+        "--duration",
+        "26s",
+        "--warmup",
+        "4s",
+        "--out",
+        &out_s,
+        "--json",
+    ];
+    for t in toggles {
+        args.extend(["--toggle", t]);
+    }
+    let (code, stdout, stderr) = loadgen(&args);
+    let report: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("canary JSON ({e}): {stdout}\n{stderr}"));
+    (code, report, out)
+}
+
+#[test]
+fn a_flag_turned_on_in_the_canary_is_a_regression_and_its_rollback_is_not() {
+    let (code, r, out) = canary_run("canary-on", &["task-leak@5"]);
+    assert_eq!(r["schema"], "leaklab.canary/v1");
+    assert_eq!(r["verdict"]["regression"], true, "{r:#}");
+    assert_eq!(r["verdict"]["class"], "task-leak", "{r:#}");
+    assert_eq!(r["verdict"]["component"], "fanout", "{r:#}");
+    assert_eq!(r["baseline"]["verdict"]["leak"], false, "{r:#}");
+    assert_eq!(code, 3);
+    let applied = r["toggles"][0]["applied_at_s"].as_f64().expect("applied");
+    assert!(
+        (4.5..8.0).contains(&applied),
+        "toggle applied at {applied} s"
+    );
+    // The window starts after the toggle has settled.
+    assert!(r["window_s"][0].as_f64().unwrap() >= applied);
+    for f in [
+        "canary.json",
+        "canary.svg",
+        "baseline/samples.jsonl",
+        "canary/samples.jsonl",
+        "canary/summary.json",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+
+    let (code, r, _) = canary_run("canary-rollback", &["task-leak@4", "task-leak=off@10"]);
+    assert_eq!(r["verdict"]["regression"], false, "{r:#}");
+    assert_eq!(r["toggles"][1]["enabled"], false);
+    assert_eq!(code, 0, "{r:#}");
+}
+
+#[test]
+fn canary_usage_errors_exit_2_with_a_message() {
+    let (code, _, stderr) = loadgen(&["canary", "--spawn", "--toggle", "no-such-leak@3"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("unknown scenario"), "{stderr}");
+    let (code, _, stderr) = loadgen(&["canary", "--spawn", "--toggle", "task-leak"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("ID@SECONDS"), "{stderr}");
+    let (code, _, stderr) = loadgen(&[
+        "canary",
+        "--spawn",
+        "--duration",
+        "10s",
+        "--warmup",
+        "2s",
+        "--toggle",
+        "task-leak@20",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("after the run ends"), "{stderr}");
+    let (code, _, stderr) = loadgen(&[
+        "canary",
+        "--baseline",
+        "http://10.1.2.3:80",
+        "--canary",
+        "http://127.0.0.1:9",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+}
