@@ -109,11 +109,32 @@ pub fn proof_block(id: &str, duration: &str, warmup: &str, leaky: &Run, fixed: &
             .to_owned()
     };
     format!(
-        "{BEGIN}\nMeasured by `cargo ci prove --only {id}` (`loadgen run --spawn --scenario {id} --duration {duration} --warmup {warmup}`, then the same with `--fixed`):\n\n\
+        "{BEGIN}\nMeasured by `cargo ci prove --only {id}`{} (`loadgen run --spawn --scenario {id} --duration {duration} --warmup {warmup}`, then the same with `--fixed`):\n\n\
          | run | verdict | class | allocated MB/h | RSS MB/h | tasks/s | req/s |\n|---|---|---|---|---|---|---|\n{}\n{}\n\n{truth_line}{END}",
+        source_commit()
+            .map(|c| format!(" at commit {c}"))
+            .unwrap_or_default(),
         row("leak on", leaky),
         row("fixed", fixed)
     )
+}
+
+/// The short hash of the checked-out commit, `+dirty` when the tree has changes.
+fn source_commit() -> Option<String> {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .current_dir(workspace_root())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+    };
+    let head = git(&["rev-parse", "--short", "HEAD"])?;
+    let head = String::from_utf8_lossy(&head.stdout).trim().to_owned();
+    // Only the code counts: fixes/ itself changes as the proofs are written.
+    let dirty = git(&["status", "--porcelain", "--", ".", ":!fixes", ":!out"])
+        .is_some_and(|o| !o.stdout.is_empty());
+    Some(if dirty { format!("{head}+dirty") } else { head })
 }
 
 /// Replaces the proof block in `doc` (or appends one).

@@ -137,6 +137,13 @@ fn parse_on_off(s: &str) -> Result<bool, String> {
 
 /// Runs the binary: parses arguments, then serves or prints.
 pub fn main() -> ExitCode {
+    // `LEAKLAB_LEAKS=` (set but empty, as compose passes an empty knob) means
+    // no leak, not one leak with an empty id. Done before any thread starts.
+    for var in ["LEAKLAB_LEAKS", "LEAKLAB_FIXES"] {
+        if std::env::var_os(var).is_some_and(|v| v.to_string_lossy().trim().is_empty()) {
+            std::env::remove_var(var);
+        }
+    }
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Scenarios { json, params }) => {

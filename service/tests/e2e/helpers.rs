@@ -37,6 +37,11 @@ impl Service {
     /// Starts the binary with `args` (plus `--addr 127.0.0.1:0`) and waits for
     /// its `listening on` line.
     pub fn start(args: &[&str]) -> Service {
+        Service::start_env(args, &[])
+    }
+
+    /// [`Service::start`] with environment variables set for the child.
+    pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Service {
         let mut child = Command::new(env!("CARGO_BIN_EXE_leaklab-service"))
             .args(["--addr", "127.0.0.1:0"])
             .args(args)
@@ -44,6 +49,7 @@ impl Service {
             .env_remove("LEAKLAB_LEAKS")
             .env_remove("LEAKLAB_FIXES")
             .env_remove("LEAKLAB_ADMIN_TOKEN")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

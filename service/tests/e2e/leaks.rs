@@ -285,3 +285,21 @@ async fn a_bounded_cache_below_its_ceiling_still_grows() {
             <= 32 * MIB
     );
 }
+
+#[tokio::test]
+async fn leaks_come_from_the_environment_and_an_empty_list_turns_none_on() {
+    let svc = Service::start_env(&[], &[("LEAKLAB_LEAKS", "task-leak,unbounded-cache")]);
+    let mut on: Vec<String> = svc.memory().await["leaks_on"]
+        .as_array()
+        .expect("leaks_on")
+        .iter()
+        .map(|v| v.as_str().expect("an id").to_owned())
+        .collect();
+    on.sort();
+    assert_eq!(on, ["task-leak", "unbounded-cache"]);
+    // What compose passes for an empty knob (`LEAKLAB_LEAKS: ""`): no leak.
+    for empty in ["", " "] {
+        let svc = Service::start_env(&[], &[("LEAKLAB_LEAKS", empty), ("LEAKLAB_FIXES", empty)]);
+        assert_eq!(svc.memory().await["leaks_on"], serde_json::json!([]));
+    }
+}
