@@ -278,7 +278,9 @@ async fn prepare(opts: &RunOpts) -> Result<Prepared> {
     let rate = match opts.rate {
         RateArg::Max => Rate::Max,
         RateArg::Fixed(r) => Rate::Fixed(r),
-        RateArg::Auto if mixed => Rate::Fixed(auto_rate(&mut picked, None, opts.duration)),
+        // A mix takes its scenarios' rate hints as per-scenario caps (above),
+        // not as the rate of the whole mix.
+        RateArg::Auto if mixed => Rate::Fixed(DEFAULT_RATE),
         RateArg::Auto => Rate::Fixed(auto_rate(&mut picked, budget, opts.duration)),
     };
     let pid = opts.pid.or(service.as_ref().map(|s| s.pid));
