@@ -108,6 +108,47 @@ pub fn service_binary(features: &[String], fingerprint: &str) -> Result<(PathBuf
     Ok((binary, true))
 }
 
+/// Puts `target/release/leaklab-service` back to the workspace's own build
+/// (no leak features) when dropped, if a release was built meanwhile.
+///
+/// [`service_binary`] builds each release in the workspace's target dir (so
+/// the dependencies are compiled once) and leaves that release's binary in
+/// `target/release`. Everything else that starts `target/release/leaklab-service`
+/// (`loadgen run --spawn`, `loadgen hunt`, `cargo ci prove`) must not find a
+/// bad release there afterwards, even when the bisect stopped on an error.
+/// `cargo ci guards --features` does the same to `target/debug` (the test
+/// build of a bad release), which loadgen's and the service's own tests start.
+#[derive(Debug, Default)]
+pub struct RestoreDefaultBuild {
+    pub armed: bool,
+    /// `target/debug` instead of `target/release`.
+    pub debug: bool,
+}
+
+impl Drop for RestoreDefaultBuild {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let profile = if self.debug { "debug" } else { "release" };
+        eprintln!("cargo ci: rebuilding target/{profile}/leaklab-service without leak features");
+        let mut args = vec!["build", "--quiet", "-p", "leaklab-service"];
+        if !self.debug {
+            args.push("--release");
+        }
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(workspace_root())
+            .args(&args)
+            .status();
+        if !status.is_ok_and(|s| s.success()) {
+            eprintln!(
+                "cargo ci: WARNING: target/{profile}/leaklab-service may still be a bad release; run `cargo {}`",
+                args.join(" ")
+            );
+        }
+    }
+}
+
 /// The loadgen binary, built in release once per run.
 pub fn loadgen_binary() -> Result<PathBuf> {
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))

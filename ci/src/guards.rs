@@ -55,16 +55,32 @@ pub fn parse_lines(output: &str) -> Vec<GuardLine> {
 pub struct Tally {
     pub held: usize,
     pub tripped: usize,
-    /// The last message of each kind, to quote.
-    pub last_held: Option<String>,
-    pub last_tripped: Option<String>,
+    /// The message of the run with the largest heap growth, and that growth.
+    pub worst: Option<(f64, String)>,
+}
+
+/// The heap growth a guard message states (`allocated 1.6 MiB`, `allocated
+/// grew 1.1 GiB`, `allocated -293 KiB`), in bytes.
+pub fn allocated_growth(message: &str) -> Option<f64> {
+    let rest = message.split("allocated ").nth(1)?;
+    let rest = rest.strip_prefix("grew ").unwrap_or(rest);
+    let mut words = rest.split_whitespace();
+    let value: f64 = words.next()?.parse().ok()?;
+    let unit = match words.next()?.trim_end_matches(|c: char| !c.is_alphabetic()) {
+        "B" => 1.0,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    Some(value * unit)
 }
 
 /// Runs the guards `repeat` times; prints a line per run and a table; fails
 /// when a run's test binary failed, unless `expect_failures`.
 pub fn run(
     repeat: usize,
-    filter: &str,
+    filters: &[String],
     features: &[String],
 ) -> Result<BTreeMap<(String, String), Tally>> {
     let root = workspace_root();
@@ -90,7 +106,9 @@ pub fn run(
             .collect();
         args.extend(["--features".to_string(), list.join(",")]);
     }
-    args.extend(["--".into(), filter.into(), "--nocapture".into()]);
+    args.push("--".into());
+    args.extend(filters.iter().cloned());
+    args.push("--nocapture".into());
     eprintln!(
         "cargo ci guards: {repeat} run(s) of `cargo {}`",
         args.join(" ")
@@ -110,7 +128,7 @@ pub fn run(
         );
         let lines = parse_lines(&text);
         if lines.is_empty() {
-            bail!("run {i}: no guard ran (filter {filter:?}?):\n{text}");
+            bail!("run {i}: no guard ran (filters {filters:?}?):\n{text}");
         }
         let held = lines.iter().filter(|l| l.held()).count();
         eprintln!(
@@ -130,10 +148,12 @@ pub fn run(
                 .or_default();
             if l.held() {
                 t.held += 1;
-                t.last_held = Some(l.message);
             } else {
                 t.tripped += 1;
-                t.last_tripped = Some(l.message);
+            }
+            let growth = allocated_growth(&l.message).unwrap_or(f64::NEG_INFINITY);
+            if t.worst.as_ref().is_none_or(|(g, _)| growth > *g) {
+                t.worst = Some((growth, l.message));
             }
         }
     }
@@ -147,16 +167,11 @@ pub fn print(
 ) -> Result<()> {
     writeln!(
         out,
-        "{:<20} {:<13} {:>5} {:>8}  last message",
+        "{:<20} {:<13} {:>5} {:>8}  the run with the largest heap growth",
         "scenario", "variant", "held", "tripped"
     )?;
     for ((scenario, variant), t) in tally {
-        let msg = t
-            .last_tripped
-            .as_ref()
-            .or(t.last_held.as_ref())
-            .cloned()
-            .unwrap_or_default();
+        let msg = t.worst.as_ref().map(|w| w.1.as_str()).unwrap_or_default();
         writeln!(
             out,
             "{scenario:<20} {variant:<13} {:>5} {:>8}  {msg}",
@@ -193,5 +208,20 @@ mod tests {
         assert!(lines[1]
             .message
             .starts_with("leak guard: alive_tasks grew by 2000"));
+    }
+
+    #[test]
+    fn heap_growth_is_read_from_held_and_tripped_messages() {
+        let held = "leak guard held: allocated -293 KiB and alive_tasks +0 over 100000 requests";
+        assert_eq!(allocated_growth(held), Some(-293.0 * 1024.0));
+        let tripped = "leak guard: allocated grew 1.1 GiB over 100000 requests (limit 8 MiB)";
+        assert_eq!(
+            allocated_growth(tripped),
+            Some(1.1 * 1024.0 * 1024.0 * 1024.0)
+        );
+        assert_eq!(
+            allocated_growth("leak guard: alive_tasks grew by 3 over 3 requests"),
+            None
+        );
     }
 }

@@ -16,7 +16,7 @@
 //! cargo ci bisect [--releases ci/releases.toml] [--json]
 //! cargo ci prove [--only ID]... [--dry-run]
 //! cargo ci bench-profiling [--rounds 5] [--duration 6s]
-//! cargo ci guards [--repeat 20] [--variant build-default|leak-on|both] [--features leak-ID]...
+//! cargo ci guards [--repeat 20] [--variant build-default|leak-on|both] [--features leak-ID]... [--only ID]...
 //! ```
 
 use std::path::PathBuf;
@@ -75,17 +75,35 @@ pub struct GuardsOpts {
     /// Build a bad release: leaklab-service features (`leak-unbounded-cache`), repeatable.
     #[arg(long = "features", value_name = "FEATURE")]
     pub features: Vec<String>,
+    /// Only these scenarios' guards (repeatable); default: all sixteen.
+    #[arg(long = "only", value_name = "ID")]
+    pub only: Vec<String>,
 }
 
 /// Runs `cargo ci guards`; Ok(true) when every guard held.
 pub fn run_guards(opts: &GuardsOpts) -> Result<bool> {
-    let filter = match opts.variant.as_str() {
+    let variant = match opts.variant.as_str() {
         "build-default" => "build_default",
         "leak-on" => "leak_on",
         _ => "",
     };
+    // libtest runs the tests that match any of its filters.
+    let filters: Vec<String> = if opts.only.is_empty() {
+        vec![variant.to_owned()]
+    } else {
+        opts.only
+            .iter()
+            .map(|id| format!("{}::{variant}", id.replace('-', "_")))
+            .collect()
+    };
     let started = Instant::now();
-    let tally = guards::run(opts.repeat.max(1), filter, &opts.features)?;
+    let restore = build::RestoreDefaultBuild {
+        armed: !opts.features.is_empty(),
+        debug: true,
+    };
+    let tally = guards::run(opts.repeat.max(1), &filters, &opts.features);
+    drop(restore);
+    let tally = tally?;
     guards::print(&tally, &mut std::io::stdout())?;
     println!("{:.0} s", started.elapsed().as_secs_f64());
     Ok(tally.values().all(|t| t.tripped == 0))
@@ -251,6 +269,7 @@ pub fn run_bisect(opts: &BisectOpts) -> Result<BisectReport> {
     };
     let mut results: Vec<Option<measure::Measurement>> = vec![None; releases.len()];
     let mut builds = 0;
+    let mut restore = build::RestoreDefaultBuild::default();
     let search = bisect::first_bad(releases.len(), |i| {
         let release = &releases[i];
         eprintln!(
@@ -262,6 +281,7 @@ pub fn run_bisect(opts: &BisectOpts) -> Result<BisectReport> {
         );
         let (binary, built) = build::service_binary(&release.features, &fingerprint)?;
         builds += usize::from(built);
+        restore.armed |= built;
         eprintln!(
             "[{}/{}] {}: measuring (rate {}, {} incl. {} warm-up)",
             i + 1,
@@ -317,6 +337,7 @@ pub fn run_bisect(opts: &BisectOpts) -> Result<BisectReport> {
             features: r.features.clone(),
         })
         .collect();
+    drop(restore);
     Ok(BisectReport {
         first_bad: search.first_bad.map(|i| releases[i].name.clone()),
         measured,

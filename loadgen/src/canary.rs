@@ -16,7 +16,7 @@
 //! last toggle plus `--settle` when that is later, so the canary is judged on
 //! how it behaves with its final flags. The canary regresses when its
 //! verdict is a leak and the slope of the finding's signal is above the
-//! baseline's with the two 95% intervals apart. Exit 3 then, 0 when it does
+//! baseline's (and above zero) with the two 95% intervals apart. Exit 3 then, 0 when it does
 //! not, 1 when a side could not be measured, 2 on bad usage.
 
 use std::path::{Path, PathBuf};
@@ -170,7 +170,8 @@ pub struct Compared {
     pub canary_ci95: [f64; 2],
     /// Canary minus baseline, units per second.
     pub delta_per_s: f64,
-    /// The canary's interval lies wholly above the baseline's.
+    /// The canary climbs, and its interval lies wholly above the baseline's
+    /// (a slower decline than the baseline's is not a climb).
     pub canary_above: bool,
 }
 
@@ -261,7 +262,7 @@ pub fn compare(
                 canary_slope_per_s: c.slope_per_s,
                 canary_ci95: c.ci95,
                 delta_per_s: c.slope_per_s - b.slope_per_s,
-                canary_above: c.ci95[0] > b.ci95[1],
+                canary_above: c.ci95[0] > b.ci95[1].max(0.0),
             })
         })
         .collect()
@@ -807,6 +808,13 @@ mod tests {
             &rows,
         );
         assert!(!v.regression, "{v:?}");
+
+        // A slower decline than the baseline's is not a climb.
+        let base: std::collections::BTreeMap<_, _> =
+            [("alive_tasks".to_string(), fit(-0.18, -0.20, -0.15))].into();
+        let can: std::collections::BTreeMap<_, _> =
+            [("alive_tasks".to_string(), fit(-0.08, -0.09, -0.06))].into();
+        assert!(!compare(&base, &can)[0].canary_above);
 
         // A canary that does not leak never regresses.
         let rows = compare(&flat, &flat);

@@ -49,7 +49,8 @@ pub struct RunOpts {
     /// scenario's own id (none for --scenario all).
     #[arg(long = "leak", value_name = "ID", requires = "spawn")]
     pub leaks: Vec<String>,
-    /// With --spawn: start the child with no leak on (the fixed paths).
+    /// With --spawn: start the child with no leak on (the fixed paths), also
+    /// those a "bad release" build turns on by default.
     #[arg(long, requires = "spawn", conflicts_with = "leaks")]
     pub fixed: bool,
     /// Scenario id from the target's catalogue, `all` for a mixed workload over
@@ -175,6 +176,13 @@ async fn prepare(opts: &RunOpts) -> Result<Prepared> {
         for l in leaks {
             args.push("--leak".into());
             args.push(l);
+        }
+        if opts.fixed {
+            // Off explicitly too: a "bad release" binary turns its leaks on by default.
+            for s in &known {
+                args.push("--fix".into());
+                args.push(s.id.clone());
+            }
         }
         if let Some(t) = &opts.token {
             args.push("--admin-token".into());
