@@ -126,6 +126,22 @@ pub struct BlobScratch {
     bounded: Mutex<BoundedRegistry>,
     /// Slots mapped so far.
     mapped: AtomicU64,
+    /// The most slots the leaky registry keeps: each is two mappings, and a
+    /// process that reaches `vm.max_map_count` mappings can no longer grow
+    /// its heap (jemalloc maps too), so the leak stops at a quarter of it
+    /// (8,191 slots at the default 65,530), whatever the byte budget says.
+    max_leaked_slots: usize,
+    /// Whether the map cap has been reported in the log.
+    cap_logged: std::sync::atomic::AtomicBool,
+}
+
+/// A quarter of `vm.max_map_count`, in slots of two mappings each.
+fn max_leaked_slots() -> usize {
+    let limit = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok())
+        .unwrap_or(65_530);
+    (limit / 4 / 2).max(1)
 }
 
 /// Rounds `bytes` up to whole pages (a slot is a whole number of pages).
@@ -149,6 +165,8 @@ impl BlobScratch {
             unbounded: Mutex::new(HashMap::new()),
             bounded: Mutex::new(BoundedRegistry::default()),
             mapped: AtomicU64::new(0),
+            max_leaked_slots: max_leaked_slots(),
+            cap_logged: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -165,7 +183,18 @@ impl BlobScratch {
         })?;
         self.mapped.fetch_add(1, Ordering::Relaxed);
         let cost = slot_len as u64 + entry_heap_bytes(key.len() as u64);
-        if self.ctx.leak_admitted(ScenarioId::OffheapMmap, cost) {
+        let at_cap =
+            self.unbounded.lock().expect("blob registry lock").len() >= self.max_leaked_slots;
+        if at_cap
+            && self.ctx.flags.is_on(ScenarioId::OffheapMmap)
+            && !self.cap_logged.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                slots = self.max_leaked_slots,
+                "offheap-mmap: the leaky registry holds a quarter of vm.max_map_count in mappings; no longer retaining (the map cap of the leak budget)"
+            );
+        }
+        if !at_cap && self.ctx.leak_admitted(ScenarioId::OffheapMmap, cost) {
             // LEAKY: kept by key forever; only a PUT on the same key replaces
             // (and unmaps) a slot, and keys are distinct.
             slot.reserved = cost;
