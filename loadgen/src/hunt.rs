@@ -264,21 +264,20 @@ pub async fn execute(opts: &HuntOpts) -> Result<u8> {
         opts.out.join("service.log").display()
     );
 
-    // The first heap profile loads the symbolizer's tables into the
-    // service's own heap and keeps them (about 10 MiB in a release build,
-    // over 100 MiB in a debug one). Take it now, before any signal is read,
-    // so that memory is in every reading and every profile and never shows
-    // as growth between the baseline profile and the end.
-    fetch(&control, "/debug/pprof/heap")
-        .await
-        .context("a first heap profile (heap profiling is needed for the hunt)")?;
-
     // The baseline heap profile is taken when warm-up ends, in case a
     // retention verdict calls for a diff; nothing is read from it before then.
     let base_control = control.clone();
     let warmup = opts.warmup;
     let baseline = tokio::spawn(async move {
-        tokio::time::sleep(warmup).await;
+        // The first profile that has samples to symbolize loads the
+        // symbolizer's tables into the service's own heap and keeps them
+        // (tens of MiB in a release build, over 100 MiB in a debug one).
+        // Take one halfway through warm-up and discard it: that step then
+        // falls inside warm-up, and the tables are in both profiles, never
+        // growth between them.
+        tokio::time::sleep(warmup / 2).await;
+        let _ = fetch(&base_control, "/debug/pprof/heap").await;
+        tokio::time::sleep(warmup - warmup / 2).await;
         fetch(&base_control, "/debug/pprof/heap").await
     });
     eprintln!(
@@ -549,7 +548,8 @@ async fn retention_artifact(
         .get(&format!("components.{gauge}"))
         .map(|g| g.slope_per_s / rate)
         .unwrap_or(0.0);
-    let path = match rows.first() {
+    // The profiler's own tables are not the service's retention.
+    let path = match rows.iter().find(|r| !r.site.contains(PROFILER_SITE)) {
         Some(top) => format!(
             "{} (gauge {gauge} +{per_unit:.2} per request) retains what {} allocates: +{} in the heap profile since warm-up, ~{} per request of this scenario",
             f.component.as_deref().unwrap_or("?"),
@@ -564,6 +564,9 @@ async fn retention_artifact(
     };
     Ok((Some(diff_path), path))
 }
+
+/// Allocation sites of the heap-profile route itself (its symbolizer).
+const PROFILER_SITE: &str = "leaklab_service::telemetry::heap::";
 
 /// Tasks whose traces the hunt's task dump resolves.
 const TASK_DUMP_SAMPLE: usize = 500;
