@@ -206,11 +206,7 @@ pub struct CanaryReport {
 }
 
 fn run_opts(opts: &CanaryOpts, url: &str, pid: Option<u32>, dir: &Path) -> Result<RunOpts> {
-    let rate = match opts.rate {
-        RateArg::Auto => "auto".to_string(),
-        RateArg::Max => "max".to_string(),
-        RateArg::Fixed(r) => format!("{r}"),
-    };
+    let rate = crate::hunt::rate_arg(&opts.rate);
     let args: Vec<String> = vec![
         "loadgen".into(),
         "run".into(),
@@ -558,14 +554,10 @@ pub async fn execute(opts: &CanaryOpts) -> Result<u8> {
     } else {
         print_human(&report);
     }
-    Ok(if report.baseline.died || report.canary.died {
-        if report.verdict.regression {
-            exit::LEAK
-        } else {
-            exit::COULD_NOT_RUN
-        }
-    } else if report.verdict.regression {
+    Ok(if report.verdict.regression {
         exit::LEAK
+    } else if report.baseline.died || report.canary.died {
+        exit::COULD_NOT_RUN
     } else {
         exit::NO_LEAK
     })

@@ -108,7 +108,8 @@ fn step(n: usize, text: impl AsRef<str>) {
     eprintln!("\n[hunt {n}/7] {}", text.as_ref());
 }
 
-fn rate_arg(rate: &RateArg) -> String {
+/// `--rate` as `loadgen run` parses it (also for `loadgen canary`'s runs).
+pub(crate) fn rate_arg(rate: &RateArg) -> String {
     match rate {
         RateArg::Auto => "auto".into(),
         RateArg::Max => "max".into(),
