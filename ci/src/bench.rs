@@ -13,6 +13,8 @@ use std::process::{Child, Command, Stdio};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
+use crate::process::{output_within, LOADGEN_LIMIT};
+
 /// A service child process, killed on drop.
 struct Service {
     child: Child,
@@ -51,28 +53,27 @@ fn start(binary: &Path, profiling: bool) -> Result<Service> {
 }
 
 fn round(loadgen: &Path, url: &str, duration: &str, connections: usize) -> Result<f64> {
-    let output = Command::new(loadgen)
-        .args([
-            "run",
-            "--target",
-            url,
-            "--scenario",
-            "unbounded-cache",
-            "--rate",
-            "max",
-        ])
-        .args([
-            "--duration",
-            duration,
-            "--warmup",
-            "1s",
-            "--connections",
-            &connections.to_string(),
-            "--json",
-        ])
-        .stderr(Stdio::null())
-        .output()
-        .context("running loadgen")?;
+    let mut cmd = Command::new(loadgen);
+    cmd.args([
+        "run",
+        "--target",
+        url,
+        "--scenario",
+        "unbounded-cache",
+        "--rate",
+        "max",
+    ])
+    .args([
+        "--duration",
+        duration,
+        "--warmup",
+        "1s",
+        "--connections",
+        &connections.to_string(),
+        "--json",
+    ])
+    .stderr(Stdio::null());
+    let output = output_within(&mut cmd, LOADGEN_LIMIT, "loadgen run --rate max")?;
     let summary: Value =
         serde_json::from_slice(&output.stdout).context("loadgen printed no summary")?;
     let errors = summary["load"]["errors"].as_u64().unwrap_or(0);

@@ -10,11 +10,12 @@
 
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 use crate::build::workspace_root;
+use crate::process::output_within;
 
 /// One guard's line from one run.
 #[derive(Clone, Debug, PartialEq)]
@@ -116,11 +117,14 @@ pub fn run(
     let mut tally: BTreeMap<(String, String), Tally> = BTreeMap::new();
     for i in 1..=repeat {
         let started = Instant::now();
-        let out = Command::new(env!("CARGO"))
-            .args(&args)
-            .current_dir(&root)
-            .output()
-            .context("running cargo test")?;
+        let out = output_within(
+            Command::new(env!("CARGO"))
+                .args(&args)
+                .current_dir(&root)
+                .stderr(std::process::Stdio::piped()),
+            Duration::from_secs(30 * 60),
+            "cargo test (the guards)",
+        )?;
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),

@@ -11,12 +11,15 @@
 //! - [`prove`]: measured proof sections for `fixes/<id>.md`.
 //! - [`bench`]: what heap profiling costs in throughput.
 //! - [`guards`]: the leak guards run N times in a row, tallied.
+//! - [`process`]: child processes with a deadline.
+//! - [`soak`]: task evidence asked for under load, counted when it does not answer.
 //!
 //! ```text
 //! cargo ci bisect [--releases ci/releases.toml] [--json]
 //! cargo ci prove [--only ID]... [--dry-run]
 //! cargo ci bench-profiling [--rounds 5] [--duration 6s]
 //! cargo ci guards [--repeat 20] [--variant build-default|leak-on|both] [--features leak-ID]... [--only ID]...
+//! cargo ci soak-tasks [--mode census|await|both] [--services 4] [--requests 10] [--timeout 10s]
 //! ```
 
 use std::path::PathBuf;
@@ -32,8 +35,10 @@ pub mod build;
 pub mod guards;
 pub mod measure;
 pub mod plot;
+pub mod process;
 pub mod prove;
 pub mod releases;
+pub mod soak;
 
 /// leaklab's project tasks.
 #[derive(Debug, Parser)]
@@ -60,6 +65,76 @@ pub enum Task {
     /// positives from warm-up); with --features leak-ID (a bad release) its
     /// build_default guard trips. Exits 1 when any guard tripped.
     Guards(GuardsOpts),
+    /// Benchmark (not a test): several services under mixed load with task
+    /// leaks on, each asked for its task evidence many times; prints how many
+    /// requests did not answer in time, how many services stopped answering
+    /// /healthz and how many did not stop on SIGTERM. Exits 1 if any did.
+    SoakTasks(SoakOpts),
+}
+
+/// Options of `cargo ci soak-tasks`.
+#[derive(Debug, Args)]
+pub struct SoakOpts {
+    /// What to ask for: the census (default /debug/tasks), the await-point
+    /// dump (?mode=await), or a round of each.
+    #[arg(long, value_enum, default_value = "both")]
+    pub mode: soak::Mode,
+    /// Services at once.
+    #[arg(long, default_value_t = 4)]
+    pub services: usize,
+    /// Task-evidence requests per service per round.
+    #[arg(long, default_value_t = 10)]
+    pub requests: usize,
+    /// How long one request may take before it counts as not answered (seconds).
+    #[arg(long, default_value_t = 10)]
+    pub timeout: u64,
+    /// Background load per service, requests per second.
+    #[arg(long, default_value_t = 100)]
+    pub rate: u32,
+    /// Another leaklab-service build to soak (e.g. an older release); default: this tree's release build.
+    #[arg(long)]
+    pub service_bin: Option<PathBuf>,
+    /// Print the rounds as JSON on stdout (the table goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `cargo ci soak-tasks`; Ok(true) when every request answered and every
+/// service kept answering and stopped.
+pub fn run_soak(opts: &SoakOpts) -> Result<bool> {
+    let loadgen = build::loadgen_binary()?;
+    let service_bin = match &opts.service_bin {
+        Some(path) => soak::given_binary(path)?,
+        None => build::service_binary(&[], &build::source_fingerprint()?)?.0,
+    };
+    let plan = soak::Plan {
+        services: opts.services.max(1),
+        requests: opts.requests.max(1),
+        timeout: std::time::Duration::from_secs(opts.timeout.max(1)),
+        rate: opts.rate,
+        service_bin,
+        loadgen,
+    };
+    let mut reports = Vec::new();
+    for &mode in soak::rounds(opts.mode) {
+        eprintln!(
+            "cargo ci soak-tasks: {mode:?} round: {} services of {}, {} requests each, {} s timeout",
+            plan.services,
+            plan.service_bin.display(),
+            plan.requests,
+            plan.timeout.as_secs()
+        );
+        reports.push(soak::round(&plan, mode)?);
+    }
+    if opts.json {
+        soak::print(&reports, &mut std::io::stderr())?;
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    } else {
+        soak::print(&reports, &mut std::io::stdout())?;
+    }
+    Ok(reports
+        .iter()
+        .all(|r| r.timed_out + r.failed + r.healthz_lost + r.did_not_stop + r.stopped_forced == 0))
 }
 
 /// Options of `cargo ci guards`.

@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use leaklab_ci::{print_table, run_bench_profiling, run_bisect, run_guards, run_prove, Cli, Task};
+use leaklab_ci::{
+    print_table, run_bench_profiling, run_bisect, run_guards, run_prove, run_soak, Cli, Task,
+};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -20,6 +22,11 @@ fn main() -> ExitCode {
         Task::Prove(opts) => run_prove(opts),
         Task::BenchProfiling(opts) => run_bench_profiling(opts),
         Task::Guards(opts) => match run_guards(opts) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(e) => Err(e),
+        },
+        Task::SoakTasks(opts) => match run_soak(opts) {
             Ok(true) => Ok(()),
             Ok(false) => return ExitCode::FAILURE,
             Err(e) => Err(e),

@@ -9,6 +9,8 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::process::{output_within, LOADGEN_LIMIT};
+
 /// The load every release gets: the same for all, so burn rates compare.
 #[derive(Clone, Debug, Serialize)]
 pub struct Workload {
@@ -68,30 +70,29 @@ pub fn measure(
 ) -> Result<Measurement> {
     let (_service, url, pid) = start(binary)?;
     std::fs::create_dir_all(out)?;
-    let output = Command::new(loadgen)
-        .args([
-            "run",
-            "--target",
-            &url,
-            "--pid",
-            &pid.to_string(),
-            "--scenario",
-            "all",
-        ])
-        .args([
-            "--rate",
-            &workload.rate,
-            "--duration",
-            &workload.duration,
-            "--warmup",
-            &workload.warmup,
-        ])
-        .arg("--json")
-        .arg("--out")
-        .arg(out)
-        .stderr(Stdio::inherit())
-        .output()
-        .context("running loadgen")?;
+    let mut cmd = Command::new(loadgen);
+    cmd.args([
+        "run",
+        "--target",
+        &url,
+        "--pid",
+        &pid.to_string(),
+        "--scenario",
+        "all",
+    ])
+    .args([
+        "--rate",
+        &workload.rate,
+        "--duration",
+        &workload.duration,
+        "--warmup",
+        &workload.warmup,
+    ])
+    .arg("--json")
+    .arg("--out")
+    .arg(out)
+    .stderr(Stdio::inherit());
+    let output = output_within(&mut cmd, LOADGEN_LIMIT, "loadgen run --scenario all")?;
     let code = output.status.code().unwrap_or(-1);
     if code != 0 && code != 3 {
         bail!("loadgen exited {code}: could not measure");

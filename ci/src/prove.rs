@@ -13,6 +13,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 use crate::build::workspace_root;
+use crate::process::{output_within, LOADGEN_LIMIT};
 
 const BEGIN: &str = "<!-- proof:begin -->";
 const END: &str = "<!-- proof:end -->";
@@ -51,7 +52,11 @@ pub fn run(
     if fixed {
         cmd.arg("--fixed");
     }
-    let output = cmd.output().context("running loadgen")?;
+    let output = output_within(
+        &mut cmd,
+        LOADGEN_LIMIT,
+        &format!("loadgen run --scenario {id}"),
+    )?;
     let exit_code = output.status.code().unwrap_or(-1);
     if exit_code != 0 && exit_code != 3 {
         bail!("loadgen run --scenario {id} exited {exit_code}");

@@ -1,5 +1,5 @@
 //! `ci/releases.toml`: an ordered list of releases, each a set of
-//! `leaklab-service` Cargo features (INTERFACES.md).
+//! `leaklab-service` Cargo features (docs/interfaces.md).
 
 use std::path::Path;
 

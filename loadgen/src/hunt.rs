@@ -8,8 +8,9 @@
 //! 3. Classify each leak from the signals alone (live heap vs RSS vs alive
 //!    tasks) and say why, before any artifact is taken.
 //! 4. Take the artifact each class calls for: a heap-profile diff (baseline at
-//!    the end of warm-up vs the end) for retention, a task dump grouped by
-//!    await point for a task leak, an smaps summary for off-heap memory,
+//!    the end of warm-up vs the end) for retention, the task census (live
+//!    tasks by spawn site, with ages; `--await-dump` adds tokio's await-point
+//!    dump) for a task leak, an smaps summary for off-heap memory,
 //!    allocator stats for RSS retained, component gauges for a plateau.
 //! 5. Walk each retention path to its owner: the component whose gauge grows
 //!    per request, the function that allocates, what holds it.
@@ -63,9 +64,13 @@ pub struct HuntOpts {
     /// Print only the `leaklab.hunt/v1` JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Also take tokio's await-point task dump for a task leak (tasks-await.txt),
+    /// beside the task census. Opt-in: such a dump can wedge a busy service.
+    #[arg(long)]
+    pub await_dump: bool,
 }
 
-/// One leak the hunt found (INTERFACES.md `findings`).
+/// One leak the hunt found (`findings` in docs/interfaces.md).
 #[derive(Debug, Serialize)]
 pub struct HuntFinding {
     /// The seeded scenario this finding is attributed to, if any.
@@ -396,7 +401,7 @@ pub async fn execute(opts: &HuntOpts) -> Result<u8> {
                 )
                 .await?
             }
-            "task-leak" => task_artifact(&control, &opts.out, &f, owner.as_ref()).await?,
+            "task-leak" => task_artifact(&control, &opts.out, &f, opts.await_dump).await?,
             "off-heap" => offheap_artifact(service.pid, &opts.out, &f, owner.as_ref())?,
             "rss-retained" | "plateau" => {
                 memory_artifact(&control, &opts.out, &f, owner.as_ref()).await?
@@ -569,14 +574,17 @@ async fn retention_artifact(
 /// Allocation sites of the heap-profile route itself (its symbolizer).
 const PROFILER_SITE: &str = "leaklab_service::telemetry::heap::";
 
-/// Tasks whose traces the hunt's task dump resolves.
+/// Tasks whose traces the optional await-point dump resolves.
 const TASK_DUMP_SAMPLE: usize = 500;
 
-/// `/debug/tasks`' text form, from its JSON: one block per await point.
-fn render_task_dump(json: &Value) -> String {
+/// The await-point dump's text form, from its JSON: one block per await point.
+fn render_await_dump(json: &Value) -> String {
     let mut text = format!(
-        "alive tasks: {}, traced: {}, resolved and grouped: {}\n\n",
-        json["alive_tasks"], json["traced"], json["grouped"]
+        "WARNING: {}\n\nalive tasks: {}, traced: {}, resolved and grouped: {}\n\n",
+        json["warning"].as_str().unwrap_or(""),
+        json["alive_tasks"],
+        json["traced"],
+        json["grouped"]
     );
     for g in json["groups"].as_array().into_iter().flatten() {
         text.push_str(&format!(
@@ -589,43 +597,58 @@ fn render_task_dump(json: &Value) -> String {
     text
 }
 
-/// Task dump grouped by await point.
+/// The task census (live tasks by spawn site, with ages): evidence that
+/// cannot wedge the service. With `--await-dump`, tokio's await-point dump
+/// as an extra; its failure only costs the extra.
 async fn task_artifact(
     control: &Control,
     out: &Path,
     f: &Finding,
-    _owner: Option<&Scenario>,
+    await_dump: bool,
 ) -> Result<(Option<PathBuf>, String)> {
-    // One dump, resolved for a sample of the tasks (resolving symbols is the
-    // slow part: thousands of parked tasks take minutes in a debug build); a
-    // parked majority is the majority of any sample. The text is rendered here.
-    let json: Value = serde_json::from_slice(
-        &fetch(
-            control,
-            &format!("/debug/tasks?format=json&limit={TASK_DUMP_SAMPLE}"),
-        )
-        .await?,
-    )?;
-    std::fs::write(out.join("tasks.json"), serde_json::to_vec_pretty(&json)?)?;
+    let census: Value = serde_json::from_slice(&fetch(control, "/debug/tasks?format=json").await?)?;
+    std::fs::write(out.join("tasks.json"), serde_json::to_vec_pretty(&census)?)?;
     let path = out.join("tasks.txt");
-    std::fs::write(&path, render_task_dump(&json))?;
-    let top = &json["groups"][0];
-    let point = top["await_point"].as_str().unwrap_or("?").to_owned();
+    std::fs::write(&path, fetch(control, "/debug/tasks").await?)?;
+    let top = &census["sites"][0];
+    let site = top["site"].as_str().unwrap_or("?").to_owned();
     eprintln!(
-        "        task dump -> {}: {} of the {} tasks resolved (of {} alive) wait at {point}",
+        "        task census -> {}: {} of {} alive tasks were spawned at {site} ({} of {} finished; oldest {:.0} s)",
         path.display(),
-        top["count"],
-        json["grouped"],
-        json["alive_tasks"]
+        top["alive"],
+        census["alive_tasks"],
+        top["finished"],
+        top["spawned"],
+        top["oldest_s"].as_f64().unwrap_or(0.0),
     );
+    if await_dump {
+        let path = format!("/debug/tasks?mode=await&format=json&limit={TASK_DUMP_SAMPLE}");
+        match fetch(control, &path)
+            .await
+            .and_then(|b| Ok(serde_json::from_slice::<Value>(&b)?))
+        {
+            Ok(dump) => {
+                let file = out.join("tasks-await.txt");
+                std::fs::write(&file, render_await_dump(&dump))?;
+                eprintln!(
+                    "        await-point dump (extra) -> {}: top group waits at {}",
+                    file.display(),
+                    dump["groups"][0]["await_point"].as_str().unwrap_or("?")
+                );
+            }
+            Err(err) => eprintln!("        await-point dump (extra) failed: {err:#}"),
+        }
+    }
     Ok((
         Some(path),
         format!(
-            "{}: alive tasks climb {:.1}/s; {} of {} resolved tasks are parked at {point}, each holding what its future captured",
+            "{}: alive tasks climb {:.1}/s; {} tasks spawned at {site} are alive, {} of {} finished, the oldest {:.0} s old: each holds what its future captured",
             f.component.as_deref().unwrap_or("?"),
             f.slope_per_s,
-            top["count"],
-            json["grouped"]
+            top["alive"],
+            top["finished"],
+            top["spawned"],
+            top["oldest_s"].as_f64().unwrap_or(0.0),
         ),
     ))
 }

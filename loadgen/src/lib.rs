@@ -57,7 +57,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-/// Exit codes (INTERFACES.md).
+/// Exit codes (docs/interfaces.md).
 pub mod exit {
     pub const NO_LEAK: u8 = 0;
     pub const COULD_NOT_RUN: u8 = 1;

@@ -368,7 +368,10 @@ pub fn read_samples(path: &Path) -> Result<Vec<Sample>> {
 
 /// Whether a control error means the target is not there at all.
 pub fn is_unreachable(e: &ControlError) -> bool {
-    matches!(e, ControlError::Unreachable(_) | ControlError::Timeout(_))
+    matches!(
+        e,
+        ControlError::Unreachable(_) | ControlError::Timeout { .. }
+    )
 }
 
 #[cfg(test)]

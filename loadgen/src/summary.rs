@@ -1,4 +1,4 @@
-//! The run summary, schema `leaklab.run/v1` (INTERFACES.md): what `--json`
+//! The run summary, schema `leaklab.run/v1` (docs/interfaces.md): what `--json`
 //! prints and `summary.json` holds. Field names here are a stable interface.
 
 use std::collections::BTreeMap;

@@ -97,8 +97,8 @@ pub enum ControlError {
         path: String,
         err: serde_json::Error,
     },
-    #[error("timed out after {0:?}")]
-    Timeout(Duration),
+    #[error("{path} did not answer within {within:?}")]
+    Timeout { path: String, within: Duration },
 }
 
 impl Control {
@@ -178,7 +178,10 @@ impl Control {
         };
         tokio::time::timeout(within, fut)
             .await
-            .map_err(|_| ControlError::Timeout(within))?
+            .map_err(|_| ControlError::Timeout {
+                path: path.to_string(),
+                within,
+            })?
     }
 
     /// `GET path` as JSON.

@@ -28,7 +28,7 @@ use crate::config::Config;
 use crate::error::AppError;
 use crate::extract::{JsonBody, Path, Query};
 use crate::flags::Flags;
-use crate::telemetry::{heap, memory, prometheus, tasks};
+use crate::telemetry::{census, heap, memory, prometheus, tasks};
 
 /// Shared state of the core routes.
 pub struct App {
@@ -210,17 +210,59 @@ async fn debug_heap(Query(q): Query<HeapQuery>) -> Result<Response, AppError> {
 #[derive(Deserialize)]
 struct TasksQuery {
     format: Option<String>,
+    /// `census` (default) or `await` (the opt-in await-point dump).
+    mode: Option<String>,
     limit: Option<usize>,
 }
 
-async fn debug_tasks(Query(q): Query<TasksQuery>) -> Result<Response, AppError> {
-    let limit = q.limit.unwrap_or(2000).clamp(1, 100_000);
-    let dump = tasks::dump(limit).await?;
-    match q.format.as_deref() {
-        None | Some("text") => Ok(tasks::render_text(&dump).into_response()),
-        Some("json") => Ok(Json(dump).into_response()),
+/// `text` or `json`; anything else is the client's mistake.
+fn text_or_json(format: Option<&str>) -> Result<bool, AppError> {
+    match format {
+        None | Some("text") => Ok(false),
+        Some("json") => Ok(true),
         Some(other) => Err(AppError::BadRequest(format!(
             "format must be text or json, not `{other}`"
+        ))),
+    }
+}
+
+async fn debug_tasks(Query(q): Query<TasksQuery>) -> Result<Response, AppError> {
+    let json = text_or_json(q.format.as_deref())?;
+    match q.mode.as_deref() {
+        None | Some("census") => {
+            let census = census::get().ok_or_else(|| {
+                AppError::Unavailable(
+                    "no task census on this runtime: it needs tokio's task hooks \
+                     (RUSTFLAGS=\"--cfg tokio_unstable\", see .cargo/config.toml) and a \
+                     runtime built by leaklab-service"
+                        .into(),
+                )
+            })?;
+            let report = census.report(memory::alive_tasks());
+            Ok(if json {
+                Json(report).into_response()
+            } else {
+                report.render_text().into_response()
+            })
+        }
+        Some("await") => {
+            let limit = q.limit.unwrap_or(2000).clamp(1, 100_000);
+            let dump = tasks::dump(limit).await?;
+            let mut response = if json {
+                Json(&dump).into_response()
+            } else {
+                tasks::render_text(&dump).into_response()
+            };
+            response.headers_mut().insert(
+                header::WARNING,
+                header::HeaderValue::from_static(
+                    "199 leaklab \"await-point task dumps can wedge a busy runtime\"",
+                ),
+            );
+            Ok(response)
+        }
+        Some(other) => Err(AppError::BadRequest(format!(
+            "mode must be census or await, not `{other}`"
         ))),
     }
 }
@@ -326,29 +368,4 @@ pub async fn serve(
     }
     tracing::info!("server stopped");
     Ok(())
-}
-
-/// Completes on ctrl-c or SIGTERM (what `docker stop` sends).
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sig) => {
-                sig.recv().await;
-            }
-            Err(err) => {
-                tracing::warn!(%err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => tracing::info!("ctrl-c: shutting down"),
-        _ = terminate => tracing::info!("SIGTERM: shutting down"),
-    }
 }

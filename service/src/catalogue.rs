@@ -1,6 +1,6 @@
 //! The leak catalogue: every seeded scenario's id, class, trigger and ground truth.
 //!
-//! This is the service's copy of `shared/SCENARIOS.md`. Ids are stable: they are
+//! The catalogue is documented in `docs/catalogue.md`. Ids are stable: they are
 //! the runtime flag names, the Cargo feature names (`leak-<id>`), the write-up
 //! names in `fixes/` and the names in JSON output. Ground truth is computed from
 //! the running [`Config`], so `scenarios --json` stays true when a parameter

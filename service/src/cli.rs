@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::app::{shutdown_signal, App, Service};
+use crate::app::{App, Service};
 use crate::catalogue::{self, ScenarioId};
 use crate::config::Config;
 
@@ -35,7 +35,7 @@ pub struct Cli {
 pub enum Command {
     /// Print the leak catalogue with ground truth at the given parameters.
     Scenarios {
-        /// A JSON array (INTERFACES.md) instead of a table.
+        /// A JSON array (docs/catalogue.md) instead of a table.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -89,6 +89,10 @@ pub struct ServeOpts {
     /// on its own code first. Needs root or CAP_IPC_LOCK. See `loadgen oom`.
     #[arg(long, env = "LEAKLAB_LOCK_CODE", value_name = "on|off", default_value = "off", value_parser = parse_on_off, action = clap::ArgAction::Set)]
     pub lock_code: bool,
+    /// How long a graceful shutdown (on SIGTERM or ctrl-c) may take; past it,
+    /// or on a second signal, the process exits anyway (exit code 1).
+    #[arg(long, env = "LEAKLAB_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_seconds)]
+    pub shutdown_timeout: std::time::Duration,
     #[command(flatten)]
     pub params: Params,
 }
@@ -125,6 +129,23 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         .parse::<bytesize::ByteSize>()
         .map(|b| b.as_u64())
         .map_err(|e| format!("`{s}` is not a byte size like 512MiB or 2GiB: {e}"))
+}
+
+/// Parses `10s`, `1.5s`, `500ms` or plain seconds.
+fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let (number, scale) = if let Some(ms) = t.strip_suffix("ms") {
+        (ms, 1e-3)
+    } else {
+        (t.strip_suffix('s').unwrap_or(t), 1.0)
+    };
+    number
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map(|v| std::time::Duration::from_secs_f64(v * scale))
+        .ok_or_else(|| format!("`{s}` is not a duration like 10s or 500ms"))
 }
 
 fn parse_on_off(s: &str) -> Result<bool, String> {
@@ -254,9 +275,10 @@ fn serve(opts: ServeOpts) -> anyhow::Result<()> {
     let mut config = opts.params.config();
     config.leak_budget_bytes = opts.leak_budget;
     config.heap_profiling = opts.heap_profiling;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    // Before the runtime: signals must reach the process even if it wedges.
+    let stop = crate::shutdown::on_signals(opts.shutdown_timeout)?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    let runtime = crate::telemetry::census::install(builder.enable_all()).build()?;
     runtime.block_on(async move {
         let app = App::new(config, opts.admin_token);
         for id in &opts.leaks {
@@ -273,8 +295,11 @@ fn serve(opts: ServeOpts) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", opts.addr))?;
         println!("listening on http://{}", service.addr);
         tracing::info!(addr = %service.addr, leaks_on = ?app.ctx.flags.on_ids(), pid = std::process::id(), "leaklab-service started");
-        shutdown_signal().await;
+        stop.cancelled().await;
         service.stop().await?;
-        Ok(())
-    })
+        Ok::<(), anyhow::Error>(())
+    })?;
+    // Blocking work (a batch job) must not hold the exit up past the deadline.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    Ok(())
 }

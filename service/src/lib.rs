@@ -5,11 +5,13 @@
 //!
 //! - [`cli`]: options and the binary's entry point.
 //! - [`app`]: the router, the admin-token guard, start and graceful shutdown.
-//! - [`catalogue`]: scenario ids, classes and ground truth (SCENARIOS.md).
+//! - [`shutdown`]: signals on a thread of their own; a deadline, then a forced exit.
+//! - [`catalogue`]: scenario ids, classes and ground truth (docs/catalogue.md).
 //! - [`flags`]: the runtime leak switches; [`budget`]: the leak budget.
 //! - [`components`]: the API's parts (cache, fan-out, churn, ...), one module
 //!   per component with its leaky and fixed paths side by side.
-//! - [`telemetry`]: `/debug/memory`, `/metrics`, heap profiles, task dumps.
+//! - [`telemetry`]: `/debug/memory`, `/metrics`, heap profiles, the task census
+//!   and task dumps.
 //! - [`config`], [`error`], [`extract`]: parameters, the one error type, and
 //!   extractors that reject with it.
 //!
@@ -27,4 +29,5 @@ pub mod error;
 pub mod extract;
 pub mod flags;
 pub mod pin;
+pub mod shutdown;
 pub mod telemetry;

@@ -67,14 +67,26 @@ fn a_flag_turned_on_in_the_canary_is_a_regression_and_its_rollback_is_not() {
 
 #[test]
 fn canary_usage_errors_exit_2_with_a_message() {
-    let (code, _, stderr) = loadgen(&["canary", "--spawn", "--toggle", "no-such-leak@3"]);
+    // Its files go to a scratch directory, never into the source tree.
+    let out = scratch("canary-usage");
+    let out = out.to_str().unwrap();
+    let (code, _, stderr) = loadgen(&[
+        "canary",
+        "--out",
+        out,
+        "--spawn",
+        "--toggle",
+        "no-such-leak@3",
+    ]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("unknown scenario"), "{stderr}");
-    let (code, _, stderr) = loadgen(&["canary", "--spawn", "--toggle", "task-leak"]);
+    let (code, _, stderr) = loadgen(&["canary", "--out", out, "--spawn", "--toggle", "task-leak"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("ID@SECONDS"), "{stderr}");
     let (code, _, stderr) = loadgen(&[
         "canary",
+        "--out",
+        out,
         "--spawn",
         "--duration",
         "10s",
@@ -87,6 +99,8 @@ fn canary_usage_errors_exit_2_with_a_message() {
     assert!(stderr.contains("after the run ends"), "{stderr}");
     let (code, _, stderr) = loadgen(&[
         "canary",
+        "--out",
+        out,
         "--baseline",
         "http://10.1.2.3:80",
         "--canary",

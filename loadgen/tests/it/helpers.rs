@@ -2,10 +2,11 @@
 //! leaklab-service` when missing), a child service that is killed on drop,
 //! and running the `loadgen` binary with `--json`.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 /// `target/<profile>/leaklab-service`, next to the loadgen binary under test.
 pub fn service_bin() -> PathBuf {
@@ -75,19 +76,51 @@ impl Drop for Service {
     }
 }
 
-/// Runs `loadgen ARGS`; returns the exit code, stdout and stderr.
+/// How long one `loadgen` run in a test may take; the longest (the hunt) takes
+/// about two minutes in a debug build.
+const LOADGEN_LIMIT: Duration = Duration::from_secs(8 * 60);
+
+/// Runs `loadgen ARGS`; returns the exit code, stdout and stderr. A run past
+/// [`LOADGEN_LIMIT`] is killed and the test panics naming it.
 pub fn loadgen(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .args(args)
         .env("LEAKLAB_SERVICE_BIN", service_bin())
         .env_remove("LEAKLAB_TARGET")
         .env_remove("LEAKLAB_ADMIN_TOKEN")
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("loadgen runs");
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("piped")));
+    let stderr = drain(Box::new(child.stderr.take().expect("piped")));
+    let deadline = Instant::now() + LOADGEN_LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for loadgen") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "loadgen {} ran past {LOADGEN_LIMIT:?}; killed. stderr:\n{}",
+                args.join(" "),
+                stderr.join().unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+        status.code().unwrap_or(-1),
+        stdout.join().unwrap_or_default(),
+        stderr.join().unwrap_or_default(),
     )
 }
 

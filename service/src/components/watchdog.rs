@@ -88,8 +88,9 @@ impl Drop for WatchdogAlive {
 }
 
 /// A request's watchdog: sleeps `timeout`, then logs the request if it has
-/// not finished. Every leaked watchdog is parked in its `poll` (the await
-/// point `/debug/tasks` groups them by).
+/// not finished. Every leaked watchdog is alive at its spawn site (what the
+/// `/debug/tasks` census counts) and parked in its `poll` (the await point
+/// `/debug/tasks?mode=await` groups them by).
 ///
 /// A hand-written future rather than an `async fn`: its `poll` is kept out of
 /// line, so a task dump shows this frame even in optimised builds (an

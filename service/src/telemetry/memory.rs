@@ -52,7 +52,7 @@ pub fn alive_tasks() -> u64 {
         .unwrap_or(0)
 }
 
-/// The `/debug/memory` document (INTERFACES.md).
+/// The `/debug/memory` document (docs/interfaces.md).
 #[derive(Debug, Serialize)]
 pub struct MemoryReport {
     pub allocated: u64,

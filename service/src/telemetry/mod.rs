@@ -4,8 +4,12 @@
 //!   tasks, fds, cgroup, component gauges.
 //! - [`prometheus`]: `/metrics`, the same numbers in text exposition format.
 //! - [`heap`]: `/debug/pprof/heap`, jemalloc heap profiles (pprof or SVG).
-//! - [`tasks`]: `/debug/tasks`, a tokio task dump grouped by await point.
+//! - [`census`]: `/debug/tasks`, live tasks grouped by spawn site, with
+//!   counts and ages, from tokio's task hooks (always on; cannot wedge).
+//! - [`tasks`]: `/debug/tasks?mode=await`, tokio's await-point task dump
+//!   (opt-in: it can wedge a busy multi-thread runtime).
 
+pub mod census;
 pub mod heap;
 pub mod memory;
 pub mod prometheus;

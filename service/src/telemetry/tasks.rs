@@ -1,4 +1,12 @@
-//! `GET /debug/tasks`: a tokio task dump grouped by await point, with counts.
+//! `GET /debug/tasks?mode=await`: a tokio task dump grouped by await point,
+//! with counts. Opt-in, and one at a time.
+//!
+//! **It can wedge the service.** `Handle::dump()` stops every worker and
+//! walks every task; under load, a multi-thread runtime's dump can leave a
+//! worker spinning in tokio's trace barrier for good, and then the service
+//! answers nothing more (`cargo ci soak-tasks --mode await` counts how often).
+//! That is a known upstream problem, so the default `/debug/tasks` answer is
+//! the [`census`](super::census), which cannot wedge; this dump is an extra.
 //!
 //! `Handle::dump()` traces every task at its current `.await` (it needs the
 //! `tokio_unstable` cfg, set in `.cargo/config.toml`, and tokio's `taskdump` feature).
@@ -66,9 +74,14 @@ pub struct TaskGroup {
     pub trace: String,
 }
 
+/// What every await-point dump carries, in its JSON and atop its text.
+pub const WARNING: &str = "await-point task dumps stop every tokio worker and can leave a busy \
+multi-thread runtime wedged (a known tokio problem); the default /debug/tasks census cannot";
+
 /// The grouped dump.
 #[derive(Debug, Serialize)]
 pub struct TaskDump {
+    pub warning: &'static str,
     pub alive_tasks: u64,
     pub traced: u64,
     pub grouped: u64,
@@ -127,6 +140,11 @@ pub fn group(traces: impl IntoIterator<Item = String>) -> Vec<TaskGroup> {
 /// Takes a dump of the current runtime, resolving at most `limit` traces.
 #[cfg(all(tokio_unstable, target_os = "linux"))]
 pub async fn dump(limit: usize) -> Result<TaskDump, AppError> {
+    // One dump at a time: two at once double the time every worker is stopped.
+    static ONE_AT_A_TIME: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+    let _permit = ONE_AT_A_TIME.try_acquire().map_err(|_| {
+        AppError::TooManyRequests("an await-point task dump is already running".into())
+    })?;
     let handle = tokio::runtime::Handle::current();
     let alive_tasks = handle.metrics().num_alive_tasks() as u64;
     let dump = tokio::time::timeout(Duration::from_secs(20), handle.dump())
@@ -146,6 +164,7 @@ pub async fn dump(limit: usize) -> Result<TaskDump, AppError> {
     .map_err(|e| AppError::Internal(anyhow::anyhow!("task dump formatting: {e}")))?;
     let grouped = groups.iter().map(|g| g.count).sum();
     Ok(TaskDump {
+        warning: WARNING,
         alive_tasks,
         traced,
         grouped,
@@ -167,8 +186,8 @@ pub async fn dump(_limit: usize) -> Result<TaskDump, AppError> {
 pub fn render_text(dump: &TaskDump) -> String {
     use std::fmt::Write;
     let mut out = format!(
-        "alive tasks: {}, traced: {}, grouped: {}\n\n",
-        dump.alive_tasks, dump.traced, dump.grouped
+        "WARNING: {}\n\nalive tasks: {}, traced: {}, grouped: {}\n\n",
+        dump.warning, dump.alive_tasks, dump.traced, dump.grouped
     );
     for g in &dump.groups {
         let _ = writeln!(

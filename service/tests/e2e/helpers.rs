@@ -1,7 +1,16 @@
 //! Test helpers: start the service binary, send requests, read its memory.
+//!
+//! Nothing here can hang the suite. Every request has a timeout
+//! ([`REQUEST_TIMEOUT`], or [`Service::with_request_timeout`]) and a request
+//! that does not answer panics with its method and path. Every service a test
+//! starts has a deadline ([`TEST_DEADLINE`], `LEAKLAB_TEST_DEADLINE_S`): a
+//! test still holding it then gets its service killed, with its name on
+//! stderr, and if it still runs a minute later the test binary aborts.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -11,12 +20,64 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
+/// How long one request may take before the test fails naming it. Generous:
+/// a debug build symbolizing its first heap profile takes seconds.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// How long a test may hold a service (see the module doc).
+pub const TEST_DEADLINE: Duration = Duration::from_secs(600);
+
 /// A running `leaklab-service` child process, killed on drop.
 pub struct Service {
     child: Child,
     pub base: String,
     client: Client<HttpConnector, Full<Bytes>>,
     token: Option<String>,
+    request_timeout: Duration,
+    /// Set on drop, so the deadline thread stands down.
+    done: Arc<AtomicBool>,
+    /// Everything the service wrote to stderr.
+    stderr: Arc<std::sync::Mutex<String>>,
+}
+
+/// The name of the running test (the test harness names its threads so).
+fn test_name() -> String {
+    std::thread::current()
+        .name()
+        .unwrap_or("(unnamed test)")
+        .to_owned()
+}
+
+/// Kills the service of a test that ran past its deadline; aborts the test
+/// binary if the test still has not ended a minute after that.
+fn watch_deadline(pid: u32, done: Arc<AtomicBool>) {
+    let test = test_name();
+    let deadline = std::env::var("LEAKLAB_TEST_DEADLINE_S")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(TEST_DEADLINE, Duration::from_secs);
+    std::thread::spawn(move || {
+        let wait = |d: Duration| {
+            let until = Instant::now() + d;
+            while Instant::now() < until {
+                if done.load(Ordering::Relaxed) {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            done.load(Ordering::Relaxed)
+        };
+        if wait(deadline) {
+            return;
+        }
+        eprintln!("test {test} ran past {deadline:?}: killing its service (pid {pid})");
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        if !wait(Duration::from_secs(60)) {
+            eprintln!("test {test} still runs a minute after its service was killed: aborting the test binary");
+            std::process::abort();
+        }
+    });
 }
 
 /// One response: status and body.
@@ -51,9 +112,22 @@ impl Service {
             .env_remove("LEAKLAB_ADMIN_TOKEN")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start leaklab-service");
+        let stderr = Arc::new(std::sync::Mutex::new(String::new()));
+        let errors = child.stderr.take().expect("piped stderr");
+        let kept = stderr.clone();
+        // Passed through to the test's stderr as it comes, and kept for asserts.
+        std::thread::spawn(move || {
+            use std::io::Write;
+            for line in BufReader::new(errors).lines().map_while(Result::ok) {
+                let _ = writeln!(std::io::stderr(), "{line}");
+                let mut kept = kept.lock().unwrap_or_else(|e| e.into_inner());
+                kept.push_str(&line);
+                kept.push('\n');
+            }
+        });
         let stdout = child.stdout.take().expect("piped stdout");
         let mut line = String::new();
         BufReader::new(stdout)
@@ -67,11 +141,96 @@ impl Service {
             .iter()
             .position(|a| *a == "--admin-token")
             .map(|i| args[i + 1].to_owned());
+        let done = Arc::new(AtomicBool::new(false));
+        watch_deadline(child.id(), done.clone());
         Service {
             child,
             base: base.to_owned(),
             client: Client::builder(TokioExecutor::new()).build_http(),
             token,
+            request_timeout: REQUEST_TIMEOUT,
+            done,
+            stderr,
+        }
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGTERM`) to the service.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
+    /// Waits up to `within` for the service to exit; its exit code (`None`
+    /// when killed by a signal), or `Err` naming how long it was given.
+    pub fn wait_exit(&mut self, within: Duration) -> Result<Option<i32>, String> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().map_err(|e| e.to_string())? {
+                return Ok(status.code());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("the service did not exit within {within:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// What the service wrote to stderr so far.
+    pub fn stderr_text(&self) -> String {
+        // Let the pass-through thread catch up with a process that just exited.
+        std::thread::sleep(Duration::from_millis(100));
+        self.stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Sets how long each request may take before the test fails.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Service {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Sends one request and reads the whole answer; `Err` when the
+    /// connection failed. Panics naming the route when no answer comes in time.
+    async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply, String> {
+        let mut builder = Request::builder()
+            .method(method.clone())
+            .uri(format!("{}{path}", self.base));
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let request = builder
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        let exchange = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
+            Ok(Reply { status, body })
+        };
+        match tokio::time::timeout(self.request_timeout, exchange).await {
+            Ok(reply) => reply,
+            Err(_) => panic!(
+                "{method} {path} did not answer within {:?} (service pid {})",
+                self.request_timeout,
+                self.child.id()
+            ),
         }
     }
 
@@ -83,24 +242,10 @@ impl Service {
         body: Vec<u8>,
         headers: &[(&str, &str)],
     ) -> Reply {
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base));
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
-        let request = builder
-            .body(Full::new(Bytes::from(body)))
-            .expect("valid request");
-        let response = self.client.request(request).await.expect("request sent");
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
+        let what = format!("{method} {path}");
+        self.exchange(method, path, body, headers)
             .await
-            .expect("body read")
-            .to_bytes();
-        Reply { status, body }
+            .unwrap_or_else(|e| panic!("{what}: request failed: {e}"))
     }
 
     /// Like [`Service::send`], but `None` when the connection failed (e.g. the
@@ -112,17 +257,7 @@ impl Service {
         body: Vec<u8>,
         headers: &[(&str, &str)],
     ) -> Option<Reply> {
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base));
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
-        let request = builder.body(Full::new(Bytes::from(body))).ok()?;
-        let response = self.client.request(request).await.ok()?;
-        let status = response.status();
-        let body = response.into_body().collect().await.ok()?.to_bytes();
-        Some(Reply { status, body })
+        self.exchange(method, path, body, headers).await.ok()
     }
 
     /// A request carrying the admin token, when the service has one.
@@ -239,6 +374,7 @@ impl Service {
 
 impl Drop for Service {
     fn drop(&mut self) {
+        self.done.store(true, Ordering::Relaxed);
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use http::Method;
+use http::{Method, StatusCode};
 use serde_json::Value;
 
 use crate::helpers::{key, within_pct, Service};
@@ -178,10 +178,35 @@ async fn fixed_fanout_returns_to_the_baseline_task_count() {
 }
 
 #[tokio::test]
-async fn task_dump_groups_leaked_collectors_at_one_await_point() {
+async fn task_census_names_the_collectors_spawn_site_with_none_finished() {
+    let svc = Service::start(&["--leak", "task-leak"]);
+    svc.drive(50, 8, items("census")).await;
+    let census = svc.get("/debug/tasks?format=json").await.json();
+    assert_eq!(census["schema"], "leaklab.tasks/v1");
+    let top = &census["sites"][0];
+    assert!(top["alive"].as_i64().unwrap() >= 50, "top site: {top}");
+    assert_eq!(top["finished"], 0, "top site: {top}");
+    assert!(
+        top["site"]
+            .as_str()
+            .unwrap()
+            .contains("components/fanout.rs"),
+        "top site: {top}"
+    );
+    assert!(top["oldest_s"].as_f64().unwrap() >= top["median_age_s"].as_f64().unwrap());
+}
+
+#[tokio::test]
+async fn await_point_dump_is_opt_in_and_carries_its_warning() {
     let svc = Service::start(&["--leak", "task-leak"]);
     svc.drive(50, 8, items("dump")).await;
-    let dump = svc.get("/debug/tasks?format=json").await.json();
+    let reply = svc.get("/debug/tasks?mode=await&format=json").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let dump = reply.json();
+    assert!(
+        dump["warning"].as_str().unwrap().contains("wedge"),
+        "{dump}"
+    );
     let top = &dump["groups"][0];
     assert!(top["count"].as_i64().unwrap() >= 50, "top group: {top}");
     assert!(

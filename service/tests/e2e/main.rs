@@ -19,5 +19,6 @@ mod render;
 mod reports;
 mod request_metrics;
 mod sessions;
+mod stability;
 mod watchdog;
 mod worker;

@@ -3,8 +3,8 @@
 //! Distinct keys go through the recipe (`GET /ping/{key}`, the cheapest
 //! watched route). Leaky: every request leaves a watchdog task parked in its
 //! 300 s sleep with the 2 KiB request context, so alive tasks grow by one and
-//! `allocated` by the catalogue's bytes per request, and a task dump groups
-//! them at `RequestWatchdog`'s poll. Fixed: the watchdog is aborted with its
+//! `allocated` by the catalogue's bytes per request, and the task census counts
+//! them at the watchdog's spawn site. Fixed: the watchdog is aborted with its
 //! request; tasks and heap return to the baseline.
 
 use std::time::Duration;
@@ -98,44 +98,40 @@ async fn fixed_watchdog_ends_with_its_request() {
     assert_eq!(run.after["components"]["watchdog_tasks"], 0);
 }
 
-/// Tasks the dump shows parked in the watchdog, and the top group's await point.
+/// Live tasks the census counts at the watchdog's spawn site, and the top site.
 async fn parked_watchdogs(leak: bool) -> (i64, String) {
     let run = watchdog_run(leak, 60).await;
-    let dump = run.svc.get("/debug/tasks?format=json").await.json();
-    let parked = dump["groups"]
-        .as_array()
-        .unwrap()
+    let census = run.svc.get("/debug/tasks?format=json").await.json();
+    let sites = census["sites"].as_array().unwrap();
+    let parked = sites
         .iter()
-        .filter(|g| {
-            g["await_point"]
+        .filter(|s| {
+            s["site"]
                 .as_str()
                 .unwrap()
-                .contains("watchdog::RequestWatchdog")
+                .contains("components/watchdog.rs")
         })
-        .map(|g| g["count"].as_i64().unwrap())
+        .map(|s| s["alive"].as_i64().unwrap())
         .sum();
-    let top = dump["groups"][0]["await_point"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let top = sites[0]["site"].as_str().unwrap().to_owned();
     (parked, top)
 }
 
 #[tokio::test]
-async fn task_dump_groups_leaked_watchdogs_at_their_sleep() {
+async fn task_census_counts_leaked_watchdogs_at_their_spawn_site() {
     let (parked, top) = parked_watchdogs(true).await;
-    assert!(parked >= 60, "{parked} watchdogs parked, top group {top}");
+    assert!(parked >= 60, "{parked} watchdogs alive, top site {top}");
     assert!(
-        top.contains("watchdog::RequestWatchdog"),
-        "top group is not the watchdog: {top}"
+        top.contains("components/watchdog.rs"),
+        "top site is not the watchdog's: {top}"
     );
 }
 
 #[tokio::test]
-async fn task_dump_shows_no_parked_watchdog_on_the_fixed_path() {
+async fn task_census_shows_no_live_watchdog_on_the_fixed_path() {
     let (parked, top) = parked_watchdogs(false).await;
     assert_eq!(
         parked, 0,
-        "watchdogs parked on the fixed path; top group {top}"
+        "watchdogs alive on the fixed path; top site {top}"
     );
 }
