@@ -1,0 +1,48 @@
+//! `leaklab.hunt/v1`: what `loadgen hunt --json` prints.
+
+use serde::{Deserialize, Serialize};
+
+use crate::LeakClass;
+
+pub const SCHEMA: &str = "leaklab.hunt/v1";
+
+/// One leak the hunt found.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HuntFinding {
+    /// The scenario this finding is attributed to, if any.
+    pub scenario: Option<String>,
+    pub class: LeakClass,
+    pub component: Option<String>,
+    pub signal: String,
+    pub burn_rate_bytes_per_h: Option<f64>,
+    pub time_to_oom_s: Option<f64>,
+    /// The artifact taken for this class (a file under `--out`).
+    pub artifact: Option<String>,
+    /// Why the signals say this class.
+    pub why: String,
+    /// The retention path: who holds what, allocated where.
+    pub path: String,
+}
+
+/// The re-measurement with the fixes on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AfterFix {
+    pub leak: bool,
+    pub class: LeakClass,
+    pub burn_rate_bytes_per_h: f64,
+    pub alive_tasks_slope_per_s: f64,
+}
+
+/// The whole report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HuntReport {
+    pub schema: String,
+    pub leaks: Vec<String>,
+    pub findings: Vec<HuntFinding>,
+    pub after_fix: AfterFix,
+    /// Path of `report.html`.
+    pub report: String,
+    /// Path of `hunt.md`.
+    pub markdown: String,
+    pub elapsed_s: f64,
+}
