@@ -20,10 +20,7 @@ use std::panic::Location;
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
-use serde::Serialize;
-
-/// The schema string of the census document.
-pub const SCHEMA: &str = "leaklab.tasks/v1";
+use leaklab_model::tasks::{SiteRow, TaskCensus as CensusReport, SCHEMA};
 
 /// Shards, so spawns on different workers rarely meet on one lock.
 const SHARDS: usize = 16;
@@ -95,6 +92,7 @@ impl TaskCensus {
 
     /// Reads the census now: one row per spawn site, most live tasks first.
     pub fn report(&self, alive_tasks: u64) -> CensusReport {
+        // CensusReport is leaklab_model's TaskCensus (schema leaklab.tasks/v1).
         let now = Instant::now();
         let mut by_site: HashMap<Site, (Counts, Vec<f64>)> = HashMap::new();
         for shard in &self.shards {
@@ -127,8 +125,8 @@ impl TaskCensus {
                 .then_with(|| a.site.cmp(&b.site))
         });
         CensusReport {
-            schema: SCHEMA,
-            source: "spawn-hooks",
+            schema: SCHEMA.to_owned(),
+            source: "spawn-hooks".to_owned(),
             alive_tasks,
             tracked: sites.iter().map(|s| s.alive).sum(),
             sites,
@@ -157,63 +155,6 @@ fn site_name(site: Site) -> String {
         None => file,
     };
     format!("{file}:{}:{}", site.line(), site.column())
-}
-
-/// One spawn site in the census.
-#[derive(Debug, Clone, Serialize)]
-pub struct SiteRow {
-    /// `file:line:column` of the `spawn` call.
-    pub site: String,
-    /// Tasks from here that have not ended.
-    pub alive: u64,
-    /// Tasks spawned here since the service started.
-    pub spawned: u64,
-    /// Of those, how many ended.
-    pub finished: u64,
-    /// Age of the oldest live task, seconds (0 when none is alive).
-    pub oldest_s: f64,
-    /// Median age of the live tasks, seconds.
-    pub median_age_s: f64,
-}
-
-/// The `/debug/tasks` document (schema `leaklab.tasks/v1`).
-#[derive(Debug, Clone, Serialize)]
-pub struct CensusReport {
-    pub schema: &'static str,
-    /// `spawn-hooks` (tokio's runtime task hooks).
-    pub source: &'static str,
-    /// tokio's own count of alive tasks (includes tasks spawned before the hooks).
-    pub alive_tasks: u64,
-    /// Live tasks the census knows of (the sum of `sites[].alive`).
-    pub tracked: u64,
-    pub sites: Vec<SiteRow>,
-}
-
-impl CensusReport {
-    /// One line per site that has live tasks, then a line for sites whose
-    /// tasks all ended.
-    pub fn render_text(&self) -> String {
-        use std::fmt::Write;
-        let mut out = format!(
-            "task census (spawn hooks): {} alive tasks, {} tracked by spawn site\n\n",
-            self.alive_tasks, self.tracked
-        );
-        for s in self.sites.iter().filter(|s| s.alive > 0) {
-            let _ = writeln!(
-                out,
-                "{:>8} alive at {} (spawned {}, finished {}; oldest {:.1} s, median {:.1} s)",
-                s.alive, s.site, s.spawned, s.finished, s.oldest_s, s.median_age_s
-            );
-        }
-        let ended: Vec<&SiteRow> = self.sites.iter().filter(|s| s.alive == 0).collect();
-        if !ended.is_empty() {
-            let _ = writeln!(out, "\nsites whose tasks all ended:");
-            for s in ended {
-                let _ = writeln!(out, "{:>8} spawned at {}", s.spawned, s.site);
-            }
-        }
-        out
-    }
 }
 
 static CENSUS: OnceLock<TaskCensus> = OnceLock::new();
