@@ -14,12 +14,14 @@
 //! - [`hunt`]: `leaklab.hunt/v1`. [`canary`]: `leaklab.canary/v1`.
 //!   [`oom`]: `leaklab.oom/v1`. [`bisect`]: `cargo ci bisect --json`.
 //! - [`tasks`]: `leaklab.tasks/v1`, the service's task census.
+//! - [`mystery`]: which leaks a mystery seed turns on (service and grader agree).
 
 pub mod bisect;
 pub mod canary;
 pub mod catalogue;
 pub mod class;
 pub mod hunt;
+pub mod mystery;
 pub mod oom;
 pub mod run;
 pub mod tasks;

@@ -49,6 +49,9 @@ impl App {
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
         };
+        if ctx.config.mystery {
+            ctx.budget.anonymise();
+        }
         let components = components::build(&ctx);
         Arc::new(App {
             ctx,
@@ -71,7 +74,12 @@ impl App {
     pub async fn memory_report(&self) -> memory::MemoryReport {
         // Gauges first: reading them runs the bounded cache's pending evictions,
         // so the allocator numbers below see their effect.
-        let components = self.gauges();
+        let mystery = self.ctx.config.mystery;
+        let components = if mystery {
+            self.gauges().without_variant_names()
+        } else {
+            self.gauges()
+        };
         let alloc = memory::allocator_stats();
         let (rss, open_fds, maps) = memory::process_stats();
         memory::MemoryReport {
@@ -86,10 +94,11 @@ impl App {
             maps,
             cgroup: memory::cgroup(),
             components,
-            leaks_on: self.ctx.flags.on_ids(),
+            leaks_on: (!mystery).then(|| self.ctx.flags.on_ids()),
             uptime_s: self.started.elapsed().as_secs_f64(),
             pid: std::process::id(),
-            budget: self.ctx.budget.snapshot(),
+            budget: (!mystery).then(|| self.ctx.budget.snapshot()),
+            budget_exhausted: self.ctx.budget.exhausted_count(),
             leak_budget_bytes: self.ctx.budget.limit_bytes(),
             heap_profiling: heap::profiling_active().await,
         }
@@ -271,8 +280,14 @@ async fn admin_scenarios(State(app): State<Arc<App>>) -> impl IntoResponse {
     Json(catalogue::catalogue(&app.ctx.config))
 }
 
-async fn get_flags(State(app): State<Arc<App>>) -> impl IntoResponse {
-    Json(app.ctx.flags.snapshot())
+async fn get_flags(State(app): State<Arc<App>>) -> Result<impl IntoResponse, AppError> {
+    if app.ctx.config.mystery {
+        return Err(AppError::Forbidden(
+            "mystery mode: which leaks are on is hidden; PUT /admin/flags/{id} still switches one"
+                .into(),
+        ));
+    }
+    Ok(Json(app.ctx.flags.snapshot()))
 }
 
 #[derive(Deserialize)]
@@ -289,6 +304,13 @@ async fn set_flag(
         .parse()
         .map_err(|e: catalogue::UnknownScenario| AppError::NotFound(e.to_string()))?;
     let was = app.ctx.flags.set(id, body.enabled);
+    if app.ctx.config.mystery {
+        // What the flag was would give the mystery away.
+        tracing::info!(scenario = %id, enabled = body.enabled, "leak flag set");
+        return Ok(Json(
+            serde_json::json!({ "id": id.as_str(), "enabled": body.enabled }),
+        ));
+    }
     tracing::info!(scenario = %id, enabled = body.enabled, was, "leak flag set");
     Ok(Json(
         serde_json::json!({ "id": id.as_str(), "enabled": body.enabled, "was": was }),

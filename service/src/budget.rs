@@ -21,6 +21,8 @@ pub struct LeakBudget {
     retained: Vec<AtomicU64>,
     /// Set when a scenario first hit the limit, so the warning is logged once.
     exhausted: Vec<AtomicBool>,
+    /// Mystery mode: the warning names no scenario.
+    anonymous: AtomicBool,
 }
 
 /// One scenario's budget state, as reported by `/debug/memory`.
@@ -38,7 +40,21 @@ impl LeakBudget {
             limit_bytes,
             retained: (0..n).map(|_| AtomicU64::new(0)).collect(),
             exhausted: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            anonymous: AtomicBool::new(false),
         }
+    }
+
+    /// Mystery mode: from now on the budget's log line names no scenario.
+    pub fn anonymise(&self) {
+        self.anonymous.store(true, Ordering::Relaxed);
+    }
+
+    /// How many scenarios have reached the budget.
+    pub fn exhausted_count(&self) -> u64 {
+        self.exhausted
+            .iter()
+            .filter(|e| e.load(Ordering::Relaxed))
+            .count() as u64
     }
 
     /// The per-scenario limit.
@@ -57,11 +73,18 @@ impl LeakBudget {
             })
             .is_ok();
         if !admitted && !self.exhausted[id.index()].swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                scenario = %id,
-                limit_bytes = self.limit_bytes,
-                "leak budget reached: the leaky path stops retaining (raise --leak-budget to go further)"
-            );
+            if self.anonymous.load(Ordering::Relaxed) {
+                tracing::warn!(
+                    limit_bytes = self.limit_bytes,
+                    "leak budget reached by a leaky path: it stops retaining (raise --leak-budget to go further)"
+                );
+            } else {
+                tracing::warn!(
+                    scenario = %id,
+                    limit_bytes = self.limit_bytes,
+                    "leak budget reached: the leaky path stops retaining (raise --leak-budget to go further)"
+                );
+            }
         }
         admitted
     }

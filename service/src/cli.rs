@@ -89,6 +89,13 @@ pub struct ServeOpts {
     /// on its own code first. Needs root or CAP_IPC_LOCK. See `loadgen oom`.
     #[arg(long, env = "LEAKLAB_LOCK_CODE", value_name = "on|off", default_value = "off", value_parser = parse_on_off, action = clap::ArgAction::Set)]
     pub lock_code: bool,
+    /// Mystery mode, the capstone's blind hunt: the seed picks 0 to 3 leaks
+    /// (sometimes with a negative control beside them) and nothing tells
+    /// which: not /admin/flags, /debug/memory, /metrics nor the log. PUT
+    /// /admin/flags/{id} still switches one, to try a fix. `loadgen grade
+    /// --mystery SEED` reveals the answer.
+    #[arg(long, env = "LEAKLAB_MYSTERY", value_name = "SEED", conflicts_with_all = ["leaks", "fixes"])]
+    pub mystery: Option<u64>,
     /// How long a graceful shutdown (on SIGTERM or ctrl-c) may take; past it,
     /// or on a second signal, the process exits anyway (exit code 1).
     #[arg(long, env = "LEAKLAB_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_seconds)]
@@ -129,6 +136,27 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         .parse::<bytesize::ByteSize>()
         .map(|b| b.as_u64())
         .map_err(|e| format!("`{s}` is not a byte size like 512MiB or 2GiB: {e}"))
+}
+
+/// The scenarios mystery `seed` turns on: its leaks and its decoy, drawn by
+/// [`leaklab_model::mystery::draw`] over this catalogue (the same draw
+/// `loadgen grade` makes to reveal the answer).
+pub fn mystery_draw(seed: u64) -> Vec<ScenarioId> {
+    let catalogue = catalogue::catalogue(&Config::default());
+    let ids = |leak: bool| -> Vec<&str> {
+        catalogue
+            .iter()
+            .filter(|s| s.class.is_leak() == leak)
+            .map(|s| s.id.as_str())
+            .collect()
+    };
+    let mystery = leaklab_model::mystery::draw(seed, &ids(true), &ids(false));
+    mystery
+        .leaks
+        .iter()
+        .chain(&mystery.decoys)
+        .map(|id| id.parse().expect("the draw picks catalogue ids"))
+        .collect()
 }
 
 /// Parses `10s`, `1.5s`, `500ms` or plain seconds.
@@ -275,6 +303,7 @@ fn serve(opts: ServeOpts) -> anyhow::Result<()> {
     let mut config = opts.params.config();
     config.leak_budget_bytes = opts.leak_budget;
     config.heap_profiling = opts.heap_profiling;
+    config.mystery = opts.mystery.is_some();
     // Before the runtime: signals must reach the process even if it wedges.
     let stop = crate::shutdown::on_signals(opts.shutdown_timeout)?;
     let mut builder = tokio::runtime::Builder::new_multi_thread();
@@ -287,6 +316,14 @@ fn serve(opts: ServeOpts) -> anyhow::Result<()> {
         for id in &opts.fixes {
             app.ctx.flags.set(*id, false);
         }
+        if let Some(seed) = opts.mystery {
+            for id in ScenarioId::ALL {
+                app.ctx.flags.set(*id, false);
+            }
+            for id in mystery_draw(seed) {
+                app.ctx.flags.set(id, true);
+            }
+        }
         if let Err(err) = crate::telemetry::heap::set_profiling(app.ctx.config.heap_profiling).await {
             tracing::warn!(%err, "heap profiling unavailable");
         }
@@ -294,7 +331,11 @@ fn serve(opts: ServeOpts) -> anyhow::Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", opts.addr))?;
         println!("listening on http://{}", service.addr);
-        tracing::info!(addr = %service.addr, leaks_on = ?app.ctx.flags.on_ids(), pid = std::process::id(), "leaklab-service started");
+        if let Some(seed) = opts.mystery {
+            tracing::info!(addr = %service.addr, pid = std::process::id(), seed, "leaklab-service started in mystery mode: which leaks are on is hidden");
+        } else {
+            tracing::info!(addr = %service.addr, leaks_on = ?app.ctx.flags.on_ids(), pid = std::process::id(), "leaklab-service started");
+        }
         stop.cancelled().await;
         service.stop().await?;
         Ok::<(), anyhow::Error>(())

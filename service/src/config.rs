@@ -30,6 +30,9 @@ pub struct Config {
     pub leak_budget_bytes: u64,
     /// Whether jemalloc heap profiling is active at start.
     pub heap_profiling: bool,
+    /// Mystery mode (`--mystery SEED`): which leaks are on is hidden from
+    /// every route and the log; gauges that name a variant are left out.
+    pub mystery: bool,
 
     // ---- issue 3 scenarios: one block per component ----
     /// `POST /documents` body size loadgen sends (subslice-pin's trigger).
@@ -83,6 +86,7 @@ impl Default for Config {
             max_body_bytes: 4 << 20,
             leak_budget_bytes: 2 << 30,
             heap_profiling: true,
+            mystery: false,
             document_bytes: 1 << 20,
             document_header_bytes: 32,
             subscriber_buffer_bytes: 4 * 1024,

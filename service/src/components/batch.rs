@@ -326,13 +326,25 @@ impl Component for BatchIngest {
     }
 
     fn gauges(&self, out: &mut Gauges) {
-        out.insert("batch_jobs", self.jobs.load(Ordering::Relaxed));
-        out.insert("batch_running", self.running.load(Ordering::Relaxed) as u64);
+        out.counter(
+            "batch_jobs",
+            self.jobs.load(Ordering::Relaxed),
+            "Batch jobs run since start.",
+        );
+        out.gauge(
+            "batch_running",
+            self.running.load(Ordering::Relaxed) as u64,
+            "1 while a batch job runs, else 0.",
+        );
         let unused = match self.worker.get() {
             Some(Ok(worker)) => worker.arena.unused_bytes(),
             _ => 0,
         };
-        out.insert("batch_arena_unused_bytes", unused);
+        out.gauge(
+            "batch_arena_unused_bytes",
+            unused,
+            "Freed bytes the batch arena still keeps in dirty pages (resident, reusable only by the arena).",
+        );
     }
 }
 

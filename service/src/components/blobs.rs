@@ -270,13 +270,26 @@ impl Component for BlobScratch {
         let unbounded = self.unbounded.lock().expect("blob registry lock").len() as u64;
         let bounded = self.bounded.lock().expect("blob registry lock").slots.len() as u64;
         let regions = unbounded + bounded;
-        out.insert("mmap_regions", regions);
-        out.insert("mmap_unbounded_regions", unbounded);
-        out.insert(
+        out.gauge(
+            "mmap_regions",
+            regions,
+            "Blob scratch regions mapped now, each its own anonymous mapping outside the allocator.",
+        );
+        out.variant_gauge(
+            "mmap_unbounded_regions",
+            unbounded,
+            "Regions the leaky blob registry keeps and never unmaps.",
+        );
+        out.gauge(
             "mmap_resident_bytes",
             regions * slot_bytes(self.ctx.config.mmap_bytes) as u64,
+            "Bytes the mapped blob regions hold resident (touched pages).",
         );
-        out.insert("mmap_mapped_total", self.mapped.load(Ordering::Relaxed));
+        out.counter(
+            "mmap_mapped_total",
+            self.mapped.load(Ordering::Relaxed),
+            "Blob regions mapped since start.",
+        );
     }
 }
 

@@ -178,14 +178,31 @@ impl Component for ItemCache {
         self.bounded_small.run_pending_tasks();
         let unbounded = self.unbounded.lock().expect("cache lock").len() as u64;
         let bounded = self.bounded.entry_count() + self.bounded_small.entry_count();
-        out.insert("cache_entries", unbounded + bounded);
-        out.insert("cache_unbounded_entries", unbounded);
-        out.insert(
+        out.gauge(
+            "cache_entries",
+            unbounded + bounded,
+            "Entries in the item cache; each holds one computed value.",
+        );
+        out.variant_gauge(
+            "cache_unbounded_entries",
+            unbounded,
+            "Entries in the leaky cache map that is never evicted.",
+        );
+        out.variant_gauge(
             "cache_bounded_weight_bytes",
             self.bounded.weighted_size() + self.bounded_small.weighted_size(),
+            "Bytes the bounded (moka) cache weighs, up to its capacity.",
         );
-        out.insert("cache_hits", self.hits.load(Ordering::Relaxed));
-        out.insert("cache_misses", self.misses.load(Ordering::Relaxed));
+        out.counter(
+            "cache_hits",
+            self.hits.load(Ordering::Relaxed),
+            "Item cache hits.",
+        );
+        out.counter(
+            "cache_misses",
+            self.misses.load(Ordering::Relaxed),
+            "Item cache misses (each computed a value).",
+        );
     }
 }
 

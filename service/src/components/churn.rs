@@ -92,13 +92,15 @@ impl Component for Churn {
     }
 
     fn gauges(&self, out: &mut Gauges) {
-        out.insert(
+        out.gauge(
             "churn_pool_buffers",
             self.pool.lock().expect("pool lock").len() as u64,
+            "Scratch buffers kept in the pool for reuse.",
         );
-        out.insert(
+        out.counter(
             "churn_allocations",
             self.allocations.load(Ordering::Relaxed),
+            "1 MiB scratch buffers allocated since start.",
         );
     }
 }

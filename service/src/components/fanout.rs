@@ -188,7 +188,11 @@ impl Component for FanOut {
     }
 
     fn gauges(&self, out: &mut Gauges) {
-        out.insert("fanout_collectors", self.collectors.load(Ordering::Relaxed));
+        out.gauge(
+            "fanout_collectors",
+            self.collectors.load(Ordering::Relaxed),
+            "Fan-out collector tasks alive; each holds its request context until it ends.",
+        );
     }
 }
 

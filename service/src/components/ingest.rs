@@ -225,12 +225,21 @@ impl Component for DocumentIngest {
 
     fn gauges(&self, out: &mut Gauges) {
         let entries = self.index.lock().expect("index lock").by_id.len() as u64;
-        out.insert("ingest_index_entries", entries);
-        out.insert(
+        out.gauge(
+            "ingest_index_entries",
+            entries,
+            "Documents in the ingest index; each holds its 32-byte header.",
+        );
+        out.variant_gauge(
             "ingest_pinned_documents",
             self.pinned.load(Ordering::Relaxed),
+            "Index entries whose header slice pins the whole document body.",
         );
-        out.insert("ingest_documents", self.ingested.load(Ordering::Relaxed));
+        out.counter(
+            "ingest_documents",
+            self.ingested.load(Ordering::Relaxed),
+            "Documents ingested since start.",
+        );
     }
 }
 

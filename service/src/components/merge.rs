@@ -188,14 +188,20 @@ impl Component for Merge {
     }
 
     fn gauges(&self, out: &mut Gauges) {
-        out.insert("merge_requests", self.requests.load(Ordering::Relaxed));
-        out.insert(
+        out.counter(
+            "merge_requests",
+            self.requests.load(Ordering::Relaxed),
+            "Merges done since start.",
+        );
+        out.counter(
             "merge_reallocations",
             self.allocations.load(Ordering::Relaxed),
+            "Allocations the merges made for their output vectors.",
         );
-        out.insert(
+        out.counter(
             "merge_allocated_bytes_total",
             self.allocated_bytes.load(Ordering::Relaxed),
+            "Bytes the merges allocated for their output vectors.",
         );
     }
 }

@@ -8,7 +8,6 @@
 //! Adding a scenario is: a module here (its [`Component`] impl and its
 //! `scenario()` entry), one line in [`build`] and one arm in [`scenario`].
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Router;
@@ -26,6 +25,7 @@ pub mod bus;
 pub mod cache;
 pub mod churn;
 pub mod fanout;
+mod gauges;
 pub mod ingest;
 pub mod merge;
 pub mod orders;
@@ -36,8 +36,7 @@ pub mod sessions;
 pub mod watchdog;
 pub mod worker;
 
-/// Named gauges a component reports in `/debug/memory` and `/metrics`.
-pub type Gauges = BTreeMap<&'static str, u64>;
+pub use gauges::{Gauges, Kind as GaugeKind};
 
 /// What every component gets: configuration, flags, the leak budget, and the
 /// owners of background work.

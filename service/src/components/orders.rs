@@ -204,8 +204,16 @@ impl Component for Orders {
     }
 
     fn gauges(&self, out: &mut Gauges) {
-        out.insert("orders_alive", self.alive.load(Ordering::Relaxed));
-        out.insert("orders_placed", self.placed.load(Ordering::Relaxed));
+        out.gauge(
+            "orders_alive",
+            self.alive.load(Ordering::Relaxed),
+            "Order graphs not yet freed; placed orders whose graph is still allocated.",
+        );
+        out.counter(
+            "orders_placed",
+            self.placed.load(Ordering::Relaxed),
+            "Orders placed since start.",
+        );
     }
 }
 

@@ -242,18 +242,32 @@ impl Component for RenderPool {
 
     fn gauges(&self, out: &mut Gauges) {
         let pool = self.pool.lock().expect("render pool lock");
-        out.insert("pool_buffers", pool.len() as u64);
-        out.insert(
+        out.gauge(
+            "pool_buffers",
+            pool.len() as u64,
+            "Buffers in the render pool.",
+        );
+        out.gauge(
             "pool_capacity_bytes",
             pool.iter().map(|p| p.buf.capacity() as u64).sum(),
+            "Capacity of the buffers the render pool holds.",
         );
-        out.insert(
+        out.variant_gauge(
             "pool_stale_bytes",
             pool.iter().map(|p| p.buf.len() as u64).sum(),
+            "Bytes of earlier documents left in pooled buffers (not cleared on return).",
         );
         drop(pool);
-        out.insert("render_documents", self.documents.load(Ordering::Relaxed));
-        out.insert("pool_refused_buffers", self.refused.load(Ordering::Relaxed));
+        out.counter(
+            "render_documents",
+            self.documents.load(Ordering::Relaxed),
+            "Documents rendered since start.",
+        );
+        out.counter(
+            "pool_refused_buffers",
+            self.refused.load(Ordering::Relaxed),
+            "Buffers the render pool refused to keep (too large).",
+        );
     }
 }
 

@@ -203,12 +203,21 @@ impl Component for Reports {
 
     fn gauges(&self, out: &mut Gauges) {
         let callbacks = self.recent.lock().expect("reports lock").len() as u64;
-        out.insert("report_callbacks", callbacks);
-        out.insert(
+        out.gauge(
+            "report_callbacks",
+            callbacks,
+            "Score callbacks the reports component keeps for its digest.",
+        );
+        out.variant_gauge(
             "report_callbacks_capturing",
             self.capturing.load(Ordering::Relaxed),
+            "Kept callbacks that captured a whole report.",
         );
-        out.insert("reports_rendered", self.rendered.load(Ordering::Relaxed));
+        out.counter(
+            "reports_rendered",
+            self.rendered.load(Ordering::Relaxed),
+            "Reports rendered since start.",
+        );
     }
 }
 

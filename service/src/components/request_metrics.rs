@@ -166,10 +166,15 @@ impl Component for RequestMetrics {
 
     fn gauges(&self, out: &mut Gauges) {
         let series = self.series.lock().expect("series lock").len() as u64;
-        out.insert("label_series", series);
-        out.insert(
+        out.gauge(
+            "label_series",
+            series,
+            "Request-metrics series (one per route label); each holds a latency histogram.",
+        );
+        out.variant_gauge(
             "label_series_raw_paths",
             self.raw_series.load(Ordering::Relaxed),
+            "Series labelled by a raw request path instead of a route template.",
         );
     }
 

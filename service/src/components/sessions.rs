@@ -240,12 +240,28 @@ impl Component for Sessions {
     fn gauges(&self, out: &mut Gauges) {
         let store = self.store.lock().expect("session store lock");
         let capacity = store.table_capacity as u64;
-        out.insert("sessions_len", store.map.len() as u64);
-        out.insert("sessions_capacity", capacity);
-        out.insert("sessions_table_bytes", table_bytes(capacity));
+        out.gauge("sessions_len", store.map.len() as u64, "Open sessions.");
+        out.gauge(
+            "sessions_capacity",
+            capacity,
+            "Slots the session table has allocated (kept after sessions close unless it shrinks).",
+        );
+        out.gauge(
+            "sessions_table_bytes",
+            table_bytes(capacity),
+            "Bytes the session table holds for its slots.",
+        );
         drop(store);
-        out.insert("sessions_opened", self.opened.load(Ordering::Relaxed));
-        out.insert("sessions_closed", self.closed.load(Ordering::Relaxed));
+        out.counter(
+            "sessions_opened",
+            self.opened.load(Ordering::Relaxed),
+            "Sessions opened since start.",
+        );
+        out.counter(
+            "sessions_closed",
+            self.closed.load(Ordering::Relaxed),
+            "Sessions closed since start.",
+        );
     }
 }
 

@@ -212,10 +212,15 @@ impl Component for Watchdog {
     }
 
     fn gauges(&self, out: &mut Gauges) {
-        out.insert("watchdog_tasks", self.alive.load(Ordering::Relaxed));
-        out.insert(
+        out.gauge(
+            "watchdog_tasks",
+            self.alive.load(Ordering::Relaxed),
+            "Request watchdog tasks alive; each holds its request context until it ends.",
+        );
+        out.counter(
             "watchdog_slow_requests",
             self.slow_requests.load(Ordering::Relaxed),
+            "Requests still running when their watchdog fired.",
         );
     }
 

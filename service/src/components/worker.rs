@@ -220,11 +220,31 @@ impl Component for JobWorker {
 
     fn gauges(&self, out: &mut Gauges) {
         let s = &self.stats;
-        out.insert("queue_depth", s.depth.load(Ordering::Relaxed));
-        out.insert("queue_capacity", self.ctx.config.queue_capacity as u64);
-        out.insert("jobs_accepted", s.accepted.load(Ordering::Relaxed));
-        out.insert("jobs_rejected", s.rejected.load(Ordering::Relaxed));
-        out.insert("jobs_done", s.done.load(Ordering::Relaxed));
+        out.gauge(
+            "queue_depth",
+            s.depth.load(Ordering::Relaxed),
+            "Jobs waiting in the worker queue; each holds its payload.",
+        );
+        out.gauge(
+            "queue_capacity",
+            self.ctx.config.queue_capacity as u64,
+            "Capacity of the bounded worker queue.",
+        );
+        out.counter(
+            "jobs_accepted",
+            s.accepted.load(Ordering::Relaxed),
+            "Jobs accepted into the queue.",
+        );
+        out.counter(
+            "jobs_rejected",
+            s.rejected.load(Ordering::Relaxed),
+            "Jobs refused with 429 because the queue was full.",
+        );
+        out.counter(
+            "jobs_done",
+            s.done.load(Ordering::Relaxed),
+            "Jobs the worker finished.",
+        );
     }
 }
 

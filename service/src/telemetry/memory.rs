@@ -67,11 +67,18 @@ pub struct MemoryReport {
     pub maps: u64,
     pub cgroup: Option<CgroupMemory>,
     pub components: Gauges,
-    pub leaks_on: Vec<&'static str>,
+    /// Leak flags that are on; left out in mystery mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leaks_on: Option<Vec<&'static str>>,
     pub uptime_s: f64,
     pub pid: u32,
-    /// Scenarios that retain anything, against the per-scenario leak budget.
-    pub budget: BTreeMap<&'static str, BudgetState>,
+    /// Scenarios that retain anything, against the per-scenario leak budget;
+    /// left out in mystery mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BTreeMap<&'static str, BudgetState>>,
+    /// How many leaky paths have reached the leak budget and stopped retaining
+    /// (shown in mystery mode too: a hunt must know when a climb was cut off).
+    pub budget_exhausted: u64,
     pub leak_budget_bytes: u64,
     pub heap_profiling: bool,
 }

@@ -14,6 +14,8 @@ mod ingest;
 mod leaks;
 mod malformed;
 mod merge;
+mod metrics;
+mod mystery;
 mod orders;
 mod render;
 mod reports;
