@@ -11,8 +11,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use anyhow::{bail, Context, Result};
-use serde_json::Value;
+use leaklab_model::run::RunSummary;
 
+use crate::json;
 use crate::process::{output_within, LOADGEN_LIMIT};
 
 /// A service child process, killed on drop.
@@ -74,15 +75,17 @@ fn round(loadgen: &Path, url: &str, duration: &str, connections: usize) -> Resul
     ])
     .stderr(Stdio::null());
     let output = output_within(&mut cmd, LOADGEN_LIMIT, "loadgen run --rate max")?;
-    let summary: Value =
-        serde_json::from_slice(&output.stdout).context("loadgen printed no summary")?;
-    let errors = summary["load"]["errors"].as_u64().unwrap_or(0);
-    if errors > 0 {
-        bail!("{errors} errors during a round against {url}");
+    let summary: RunSummary = json::parse_report(
+        &output.stdout,
+        "the summary `loadgen run --rate max --json` printed",
+    )?;
+    if summary.load.errors > 0 {
+        bail!(
+            "{} errors during a round against {url}",
+            summary.load.errors
+        );
     }
-    summary["load"]["rate_achieved"]
-        .as_f64()
-        .context("no rate_achieved in the summary")
+    Ok(summary.load.rate_achieved)
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {

@@ -13,6 +13,11 @@
 //! - [`guards`]: the leak guards run N times in a row, tallied.
 //! - [`process`]: child processes with a deadline.
 //! - [`soak`]: task evidence asked for under load, counted when it does not answer.
+//! - [`json`]: other programs' JSON read into `leaklab-model`'s types (a
+//!   missing field is an error naming it, never a default).
+//! - [`check`]: CI's expectations on one report (`cargo ci check hunt FILE ...`).
+//! - [`tidy`]: repository rules: every scenario complete, `//!` docs, no
+//!   tracked generated files, short functions, no module cycles.
 //!
 //! ```text
 //! cargo ci bisect [--releases ci/releases.toml] [--json]
@@ -20,6 +25,8 @@
 //! cargo ci bench-profiling [--rounds 5] [--duration 6s]
 //! cargo ci guards [--repeat 20] [--variant build-default|leak-on|both] [--features leak-ID]... [--only ID]...
 //! cargo ci soak-tasks [--mode census|await|both] [--services 4] [--requests 10] [--timeout 10s]
+//! cargo ci check hunt|bisect|oom|run|canary|memory FILE [EXPECTATIONS]...
+//! cargo ci tidy [--only scenarios|docs|generated|fn-length|cycles]... [--src DIR]... [--max-fn-lines 120]
 //! ```
 
 use std::path::PathBuf;
@@ -27,18 +34,23 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
-use serde::Serialize;
+/// What `cargo ci bisect --json` prints: the shared type, so whoever reads it
+/// (`cargo ci check bisect`) reads the same fields.
+pub use leaklab_model::bisect::{BisectReport, Row};
 
 pub mod bench;
 pub mod bisect;
 pub mod build;
+pub mod check;
 pub mod guards;
+pub mod json;
 pub mod measure;
 pub mod plot;
 pub mod process;
 pub mod prove;
 pub mod releases;
 pub mod soak;
+pub mod tidy;
 
 /// leaklab's project tasks.
 #[derive(Debug, Parser)]
@@ -70,6 +82,17 @@ pub enum Task {
     /// requests did not answer in time, how many services stopped answering
     /// /healthz and how many did not stop on SIGTERM. Exits 1 if any did.
     SoakTasks(SoakOpts),
+    /// Check one JSON report against CI's expectations (typed: a missing or
+    /// mistyped field is an error naming it). Prints one line with the
+    /// figures; exits 1 saying what was expected and what was found.
+    #[command(long_about = check::LONG_ABOUT)]
+    Check(check::CheckOpts),
+    /// Repository rules: every scenario complete (guard, write-up, README
+    /// line, catalogue snapshot, Cargo feature, docs section), every .rs file
+    /// opens with a //! doc, no tracked generated files, no long functions, no
+    /// module cycles. Exits 1 listing every problem.
+    #[command(long_about = tidy::LONG_ABOUT)]
+    Tidy(tidy::TidyOpts),
 }
 
 /// Options of `cargo ci soak-tasks`.
@@ -296,27 +319,6 @@ pub struct BisectOpts {
     /// Where the plot and each release's loadgen files go.
     #[arg(long, default_value = "out/bisect")]
     pub out: PathBuf,
-}
-
-/// One row of `--json`'s `measured`.
-#[derive(Debug, Serialize)]
-pub struct Row {
-    pub release: String,
-    pub burn_rate_bytes_per_h: Option<f64>,
-    pub verdict: Option<String>,
-    pub features: Vec<String>,
-}
-
-/// What `cargo ci bisect --json` prints.
-#[derive(Debug, Serialize)]
-pub struct BisectReport {
-    pub first_bad: Option<String>,
-    pub measured: Vec<Row>,
-    pub builds: usize,
-    pub measurements: usize,
-    pub max_measurements: usize,
-    pub elapsed_s: f64,
-    pub plot: PathBuf,
 }
 
 /// Runs `cargo ci bisect`.

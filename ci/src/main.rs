@@ -4,7 +4,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use leaklab_ci::{
-    print_table, run_bench_profiling, run_bisect, run_guards, run_prove, run_soak, Cli, Task,
+    check, print_table, run_bench_profiling, run_bisect, run_guards, run_prove, run_soak, tidy,
+    Cli, Task,
 };
 
 fn main() -> ExitCode {
@@ -27,6 +28,16 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Task::SoakTasks(opts) => match run_soak(opts) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(e) => Err(e),
+        },
+        Task::Check(opts) => match check::run(opts) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(e) => Err(e),
+        },
+        Task::Tidy(opts) => match tidy::run(opts) {
             Ok(true) => Ok(()),
             Ok(false) => return ExitCode::FAILURE,
             Err(e) => Err(e),

@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use anyhow::{bail, Context, Result};
+use leaklab_model::run::RunSummary;
+use leaklab_model::LeakClass;
 use serde::Serialize;
-use serde_json::Value;
 
+use crate::json;
 use crate::process::{output_within, LOADGEN_LIMIT};
 
 /// The load every release gets: the same for all, so burn rates compare.
@@ -23,7 +25,7 @@ pub struct Workload {
 #[derive(Clone, Debug, Serialize)]
 pub struct Measurement {
     pub leak: bool,
-    pub class: String,
+    pub class: LeakClass,
     /// The largest finding's burn rate, or the live heap's slope when no leak was found.
     pub burn_rate_bytes_per_h: f64,
     pub summary_path: PathBuf,
@@ -97,28 +99,70 @@ pub fn measure(
     if code != 0 && code != 3 {
         bail!("loadgen exited {code}: could not measure");
     }
-    let summary: Value =
-        serde_json::from_slice(&output.stdout).context("loadgen --json printed no summary")?;
-    let verdict = &summary["verdict"];
-    let leak = verdict["leak"].as_bool().unwrap_or(false);
-    let burn = verdict["findings"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|f| f["burn_rate_bytes_per_h"].as_f64())
-        .fold(None, |best: Option<f64>, b| {
-            Some(best.map_or(b, |x| x.max(b)))
-        });
-    let burn_rate_bytes_per_h = burn.unwrap_or_else(|| {
-        summary["signals"]["allocated"]["slope_per_s"]
-            .as_f64()
-            .unwrap_or(0.0)
-            * 3600.0
-    });
+    let summary: RunSummary = json::parse_report(
+        &output.stdout,
+        "the summary `loadgen run --scenario all --json` printed",
+    )?;
     Ok(Measurement {
-        leak,
-        class: verdict["class"].as_str().unwrap_or("none").to_owned(),
-        burn_rate_bytes_per_h,
+        leak: summary.verdict.leak,
+        class: summary.verdict.class,
+        burn_rate_bytes_per_h: burn_rate_bytes_per_h(&summary)?,
         summary_path: out.join("summary.json"),
     })
+}
+
+/// The largest finding's burn rate, or the live heap's slope per hour when no
+/// finding has one (no leak). A summary with neither cannot be measured.
+pub fn burn_rate_bytes_per_h(summary: &RunSummary) -> Result<f64> {
+    let largest = summary
+        .verdict
+        .findings
+        .iter()
+        .filter_map(|f| f.burn_rate_bytes_per_h)
+        .reduce(f64::max);
+    if let Some(burn) = largest {
+        return Ok(burn);
+    }
+    let allocated = summary.signals.get("allocated").with_context(|| {
+        format!(
+            "loadgen's summary has no burn rate in its findings and no `allocated` signal \
+             (signals: {:?}); too few samples?",
+            summary.signals.keys().collect::<Vec<_>>()
+        )
+    })?;
+    Ok(allocated.slope_per_s * 3600.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use leaklab_model::run::SignalFit;
+
+    use super::*;
+    use crate::check::run::tests::summary;
+
+    #[test]
+    fn the_burn_rate_is_the_largest_finding_else_the_heap_slope_else_an_error() {
+        let leaky = summary(true, LeakClass::Retention, None);
+        assert_eq!(burn_rate_bytes_per_h(&leaky).unwrap(), 3.6e9);
+        let mut flat = summary(false, LeakClass::None, None);
+        let err = burn_rate_bytes_per_h(&flat).unwrap_err().to_string();
+        assert!(err.contains("no `allocated` signal"), "{err}");
+        flat.signals.insert(
+            "allocated".into(),
+            SignalFit {
+                slope_per_s: 10.0,
+                ci95: [9.0, 11.0],
+                p_value: 0.5,
+                first: 0.0,
+                last: 0.0,
+                baseline: None,
+                n: 60,
+                noise: 1.0,
+                slope_first_third: 10.0,
+                slope_last_third: 10.0,
+                rising: false,
+            },
+        );
+        assert_eq!(burn_rate_bytes_per_h(&flat).unwrap(), 36_000.0);
+    }
 }

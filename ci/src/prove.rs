@@ -9,10 +9,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use anyhow::{bail, Context, Result};
-use serde_json::Value;
+use anyhow::{bail, Result};
+use leaklab_model::run::RunSummary;
 
 use crate::build::workspace_root;
+use crate::json;
 use crate::process::{output_within, LOADGEN_LIMIT};
 
 const BEGIN: &str = "<!-- proof:begin -->";
@@ -21,7 +22,7 @@ const END: &str = "<!-- proof:end -->";
 /// One measured run.
 #[derive(Debug)]
 pub struct Run {
-    pub summary: Value,
+    pub summary: RunSummary,
     pub exit_code: i32,
 }
 
@@ -61,20 +62,29 @@ pub fn run(
     if exit_code != 0 && exit_code != 3 {
         bail!("loadgen run --scenario {id} exited {exit_code}");
     }
-    let summary =
-        serde_json::from_slice(&output.stdout).context("loadgen printed no JSON summary")?;
+    let summary = json::parse_report(
+        &output.stdout,
+        &format!("the summary `loadgen run --scenario {id} --json` printed"),
+    )?;
     Ok(Run { summary, exit_code })
 }
 
-fn mb_per_h(v: &Value) -> String {
-    v.as_f64()
-        .map(|b| format!("{:.1}", b * 3600.0 / 1e6))
+/// A signal's slope per hour in MB, `-` when the run has no such signal (too
+/// few samples to fit it).
+fn mb_per_h(summary: &RunSummary, signal: &str) -> String {
+    summary
+        .signals
+        .get(signal)
+        .map(|f| format!("{:.1}", f.slope_per_s * 3600.0 / 1e6))
         .unwrap_or_else(|| "-".into())
 }
 
-fn per_s(v: &Value) -> String {
-    v.as_f64()
-        .map(|t| format!("{t:.1}"))
+/// A signal's slope per second, `-` when the run has no such signal.
+fn per_s(summary: &RunSummary, signal: &str) -> String {
+    summary
+        .signals
+        .get(signal)
+        .map(|f| format!("{:.1}", f.slope_per_s))
         .unwrap_or_else(|| "-".into())
 }
 
@@ -82,36 +92,23 @@ fn per_s(v: &Value) -> String {
 pub fn proof_block(id: &str, duration: &str, warmup: &str, leaky: &Run, fixed: &Run) -> String {
     let row = |name: &str, run: &Run| {
         let s = &run.summary;
-        let verdict = &s["verdict"];
         format!(
-            "| {name} | {} | {} | {} | {} | {} | {} |",
-            if verdict["leak"].as_bool() == Some(true) {
-                "leak"
-            } else {
-                "no leak"
-            },
-            verdict["class"].as_str().unwrap_or("-"),
-            mb_per_h(&s["signals"]["allocated"]["slope_per_s"]),
-            mb_per_h(&s["signals"]["rss"]["slope_per_s"]),
-            per_s(&s["signals"]["alive_tasks"]["slope_per_s"]),
-            s["load"]["rate_achieved"]
-                .as_f64()
-                .map(|r| format!("{r:.0}"))
-                .unwrap_or_else(|| "-".into()),
+            "| {name} | {} | {} | {} | {} | {} | {:.0} |",
+            if s.verdict.leak { "leak" } else { "no leak" },
+            s.verdict.class,
+            mb_per_h(s, "allocated"),
+            mb_per_h(s, "rss"),
+            per_s(s, "alive_tasks"),
+            s.load.rate_achieved,
         )
     };
-    let truth = &leaky.summary["ground_truth"];
-    let truth_line = if truth.is_object() {
-        format!(
+    let truth_line = match &leaky.summary.ground_truth {
+        Some(truth) => format!(
             "Ground truth check (leaky run): expected {} slope {:.0}/s, measured {:.0}/s, error {:.1}%.\n",
-            truth["signal"].as_str().unwrap_or("?"),
-            truth["expected_slope_per_s"].as_f64().unwrap_or(f64::NAN),
-            truth["measured_slope_per_s"].as_f64().unwrap_or(f64::NAN),
-            truth["error_pct"].as_f64().unwrap_or(f64::NAN)
-        )
-    } else {
-        "This scenario declares no per-request slope to check (negative control or one-shot).\n"
-            .to_owned()
+            truth.signal, truth.expected_slope_per_s, truth.measured_slope_per_s, truth.error_pct
+        ),
+        None => "This scenario declares no per-request slope to check (negative control or one-shot).\n"
+            .to_owned(),
     };
     format!(
         "{BEGIN}\nMeasured by `cargo ci prove --only {id}`{} (`loadgen run --spawn --scenario {id} --duration {duration} --warmup {warmup}`, then the same with `--fixed`):\n\n\
