@@ -15,60 +15,46 @@
 //!
 //! # Layout
 //!
-//! - [`Cli`] / [`Command`]: clap options; `main.rs` only calls [`main`].
-//! - [`run`]: `loadgen run`; [`run::execute`] is the reusable entry point.
-//! - [`load`]: the load engine (open model at planned times, or max rate).
-//! - [`sampler`]: `/debug/memory` plus `/proc/<pid>` and cgroup sampling,
-//!   `samples.jsonl`, target-death detection.
-//! - [`stats`]: Theil–Sen, Mann–Kendall and helpers.
-//! - [`analysis`]: signals, the leak class, component, time-to-OOM, ground truth.
-//! - [`summary`]: the `leaklab.run/v1` JSON.
-//! - [`report`]: SVG plots and the HTML report.
-//! - [`catalogue`]: the target's scenario catalogue.
-//! - [`target`]: target URL, the loopback rule, control-plane requests.
-//! - [`spawn`]: starting a `leaklab-service` child.
-//! - [`bench`]: `loadgen bench oha`, loadgen against oha at max rate.
-//! - [`hunt`]: `loadgen hunt`, the capstone leak hunt end to end.
-//! - [`pprof`]: reading pprof heap profiles and diffing them by allocation site.
-//! - [`oom`]: `loadgen oom`, the memory-limit experiment (cgroup or compose).
-//! - [`canary`]: `loadgen canary`, a baseline and a canary under identical
-//!   load, flags toggled on the canary, judged side by side.
+//! The modules are the pipeline's stages, each depending only on those
+//! before it; the commands compose them.
 //!
-//! `loadgen judge samples.jsonl --catalogue cat.json` judges a recorded run again.
+//! - [`args`], [`errors`], [`human`]: command-line values, exit codes and the
+//!   usage error, numbers for people.
+//! - [`target`]: the target's URL and the loopback rule, the options that
+//!   name it, a control-plane client, starting a `leaklab-service` child.
+//! - [`engine`]: the load engine (open model at planned times, or max rate),
+//!   a scenario's recipe as requests.
+//! - [`sampling`]: `/debug/memory` plus `/proc/<pid>` and cgroup sampling,
+//!   `samples.jsonl`, target-death detection.
+//! - [`judging`]: statistics, signals, the leak class, time-to-OOM, ground
+//!   truth, the canary comparison.
+//! - [`artifacts`]: the evidence each class calls for (heap-profile diffs,
+//!   the task census, smaps, allocator stats).
+//! - [`reports`]: SVG plots, HTML, markdown and the stderr summaries.
+//! - [`commands`]: `run` (and [`commands::run::RunPlan`], the typed way to
+//!   start a run), `hunt`, `canary`, `oom`, `judge`, `scenarios`, `bench`.
+//! - [`Cli`] / [`Command`]: clap options; `main.rs` only calls [`main`].
+//!
+//! The JSON loadgen reads and writes is `leaklab_model`'s types.
 
-pub mod analysis;
-pub mod bench;
-pub mod canary;
-pub mod catalogue;
-pub mod hunt;
-pub mod load;
-pub mod oom;
-pub mod pprof;
-pub mod report;
-pub mod run;
-pub mod sampler;
-pub mod spawn;
-pub mod stats;
-pub mod summary;
+pub mod args;
+pub mod artifacts;
+pub mod commands;
+pub mod engine;
+pub mod errors;
+pub mod human;
+pub mod judging;
+pub mod reports;
+pub mod sampling;
 pub mod target;
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
-/// Exit codes (docs/interfaces.md).
-pub mod exit {
-    pub const NO_LEAK: u8 = 0;
-    pub const COULD_NOT_RUN: u8 = 1;
-    pub const USAGE: u8 = 2;
-    pub const LEAK: u8 = 3;
-}
-
-/// A usage error found after parsing (bad target, unknown scenario): exit 2.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
+use commands::{bench, canary, hunt, judge, oom, run, scenarios};
+pub use errors::{exit, UsageError};
 
 /// Memory-leak load generator for leaklab services.
 ///
@@ -89,7 +75,7 @@ pub enum Command {
     /// climb, classify, take the right artifacts, fix, and prove the fix (exit 3 on leaks).
     Hunt(hunt::HuntOpts),
     /// Print the target's scenario catalogue.
-    Scenarios(ScenariosOpts),
+    Scenarios(scenarios::ScenariosOpts),
     /// Benchmarks (not tests): `loadgen bench oha` compares loadgen with oha.
     Bench(bench::BenchOpts),
     /// The memory-limit experiment: run a leak under a memory limit (a cgroup of its own,
@@ -101,96 +87,7 @@ pub enum Command {
     /// by side (exit 3 when the canary leaks and the baseline does not).
     Canary(canary::CanaryOpts),
     /// Judge a recorded samples.jsonl again (no load): prints signals and verdict as JSON.
-    Judge(JudgeOpts),
-}
-
-/// Options of `loadgen judge`.
-#[derive(Args, Debug)]
-pub struct JudgeOpts {
-    /// A samples.jsonl written by `loadgen run --out`.
-    pub samples: std::path::PathBuf,
-    /// The catalogue JSON (`leaklab-service scenarios --json`), for components.
-    #[arg(long)]
-    pub catalogue: Option<std::path::PathBuf>,
-    /// Memory limit for time-to-OOM.
-    #[arg(long, value_parser = parse_bytes)]
-    pub limit: Option<u64>,
-}
-
-/// Options of `loadgen scenarios`.
-#[derive(Args, Debug)]
-pub struct ScenariosOpts {
-    #[arg(
-        long,
-        env = "LEAKLAB_TARGET",
-        default_value = "http://127.0.0.1:8080",
-        conflicts_with = "spawn"
-    )]
-    pub target: String,
-    /// Start a leaklab-service child to ask.
-    #[arg(long)]
-    pub spawn: bool,
-    #[arg(long, env = "LEAKLAB_ADMIN_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// Allow a target that is not on loopback.
-    #[arg(long)]
-    pub allow_remote: bool,
-    /// Print the raw JSON.
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// `--rate`: a number, `auto` or `max`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum RateArg {
-    Auto,
-    Max,
-    Fixed(f64),
-}
-
-/// Parses `--rate`.
-pub fn parse_rate(s: &str) -> Result<RateArg, String> {
-    match s {
-        "auto" => Ok(RateArg::Auto),
-        "max" => Ok(RateArg::Max),
-        _ => match s.parse::<f64>() {
-            Ok(r) if r > 0.0 && r.is_finite() => Ok(RateArg::Fixed(r)),
-            _ => Err(format!(
-                "{s:?}: expected a positive number, `auto` or `max`"
-            )),
-        },
-    }
-}
-
-/// Parses `500ms`, `30s`, `2m`, `1h` or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?}: expected e.g. 30s, 500ms, 2m"))?;
-    let secs = match unit.trim() {
-        "" | "s" => n,
-        "ms" => n / 1000.0,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        u => return Err(format!("{s:?}: unknown unit {u:?} (ms, s, m, h)")),
-    };
-    if !(0.0..=30.0 * 86400.0).contains(&secs) {
-        return Err(format!("{s:?}: out of range"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-/// Parses `1GiB`, `512MiB`, `1000000` (bytes).
-pub fn parse_bytes(s: &str) -> Result<u64, String> {
-    s.trim()
-        .parse::<bytesize::ByteSize>()
-        .map(|b| b.as_u64())
-        .map_err(|e| format!("{s:?}: {e}"))
+    Judge(judge::JudgeOpts),
 }
 
 /// Runs the parsed command and maps the result to an exit code.
@@ -223,118 +120,20 @@ pub fn main(cli: Cli) -> ExitCode {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
-        Command::Run(opts) => {
-            let outcome = run::execute(&opts).await?;
-            if opts.json {
-                println!("{}", serde_json::to_string_pretty(&outcome.summary)?);
-            } else {
-                run::print_human(&outcome.summary);
-            }
-            Ok(outcome.exit_code)
-        }
+        Command::Run(opts) => run::command(&opts).await,
         Command::Hunt(opts) => hunt::execute(&opts).await,
-        Command::Scenarios(opts) => scenarios(opts).await,
+        Command::Scenarios(opts) => scenarios::execute(&opts).await,
         Command::Oom(opts) => oom::execute(&opts).await,
         Command::Canary(opts) => canary::execute(&opts).await,
         Command::Bench(opts) => bench::execute(&opts).await,
-        Command::Judge(opts) => {
-            let samples = sampler::read_samples(&opts.samples)?;
-            let cat = match &opts.catalogue {
-                Some(p) => catalogue::parse(&std::fs::read_to_string(p)?)?,
-                None => Vec::new(),
-            };
-            let j = analysis::judge(&samples, &cat, opts.limit);
-            println!(
-                "{}",
-                serde_json::to_string_pretty(
-                    &serde_json::json!({"signals": j.signals, "verdict": j.verdict})
-                )?
-            );
-            Ok(if j.verdict.leak {
-                exit::LEAK
-            } else {
-                exit::NO_LEAK
-            })
-        }
+        Command::Judge(opts) => judge::execute(&opts),
     }
-}
-
-async fn scenarios(opts: ScenariosOpts) -> anyhow::Result<u8> {
-    let service = if opts.spawn {
-        Some(tokio::task::spawn_blocking(|| spawn::start(&[], None)).await??)
-    } else {
-        None
-    };
-    let url = service
-        .as_ref()
-        .map(|s| s.url.clone())
-        .unwrap_or(opts.target.clone());
-    let target = target::Target::parse(&url, opts.token.clone(), opts.allow_remote)?;
-    let control = target::Control::new(&target);
-    control.wait_ready(Duration::from_secs(10)).await?;
-    let text = control.get_text("/admin/scenarios").await?;
-    if opts.json {
-        println!("{text}");
-        return Ok(exit::NO_LEAK);
-    }
-    let cat = catalogue::parse(&text)?;
-    println!(
-        "{:<20} {:<13} {:<10} {:>10} {:>6} {:>10}  recipe",
-        "id", "class", "component", "bytes/req", "tasks", "rss/req"
-    );
-    for s in &cat {
-        let recipe: Vec<String> = s
-            .steps()
-            .iter()
-            .map(|st| {
-                format!(
-                    "{} {}{}",
-                    st.method,
-                    st.path,
-                    if st.body_bytes > 0 {
-                        format!(" ({} B body)", st.body_bytes)
-                    } else {
-                        String::new()
-                    }
-                )
-            })
-            .collect();
-        println!(
-            "{:<20} {:<13} {:<10} {:>10} {:>6} {:>10}  {}{}",
-            s.id,
-            s.class,
-            s.component,
-            s.bytes_per_request,
-            s.tasks_per_request,
-            s.rss_bytes_per_request,
-            recipe.join(" then "),
-            if s.negative_control {
-                "  [negative control]"
-            } else {
-                ""
-            }
-        );
-    }
-    Ok(exit::NO_LEAK)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_bytes_and_rates_parse() {
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
-        assert!(parse_duration("3 weeks").is_err());
-        assert_eq!(parse_bytes("1GiB"), Ok(1 << 30));
-        assert_eq!(parse_bytes("1000"), Ok(1000));
-        assert_eq!(parse_rate("max"), Ok(RateArg::Max));
-        assert_eq!(parse_rate("250"), Ok(RateArg::Fixed(250.0)));
-        assert!(parse_rate("-1").is_err());
-    }
+    use crate::args::RateArg;
 
     #[test]
     fn run_options_parse_and_conflicts_are_usage_errors() {

@@ -1,10 +1,11 @@
 //! Test helpers: the service binary (built with `cargo build -p
-//! leaklab-service` when missing), a child service that is killed on drop,
-//! and running the `loadgen` binary with `--json`.
+//! leaklab-service` when missing), a child service that is killed on drop
+//! (started by loadgen's own spawn helper), and running the `loadgen` binary
+//! with `--json`.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -36,43 +37,30 @@ pub fn service_bin() -> PathBuf {
     .clone()
 }
 
-/// A running service, killed when dropped.
-pub struct Service {
-    pub url: String,
-    pub child: Child,
-}
+/// A running service, killed when dropped: loadgen's own spawn helper, on
+/// the binary found above.
+pub struct Service(loadgen::target::spawn::Service);
 
 impl Service {
     pub fn start(args: &[&str]) -> Service {
-        let mut child = Command::new(service_bin())
-            .args(["--addr", "127.0.0.1:0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("service starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let first = lines.next().expect("a first line").expect("utf-8");
-        // Keep draining so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        let url = first
-            .strip_prefix("listening on ")
-            .expect("listening line")
-            .trim()
-            .to_string();
-        Service { url, child }
+        let launch = args
+            .iter()
+            .fold(loadgen::target::spawn::Launch::new(), |l, a| l.arg(*a))
+            .binary(service_bin());
+        Service(launch.start_blocking().expect("service starts"))
+    }
+
+    pub fn url(&self) -> &str {
+        &self.0.url
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.0.pid
     }
-}
 
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// Kills it now (a target that dies mid-run).
+    pub fn kill(&self) {
+        self.0.kill();
     }
 }
 

@@ -7,9 +7,9 @@
 
 use std::path::PathBuf;
 
-use loadgen::analysis::judge;
-use loadgen::catalogue::{parse, Scenario};
-use loadgen::sampler::read_samples;
+use leaklab_model::{Catalogue, LeakClass, Scenario};
+use loadgen::judging::judge;
+use loadgen::sampling::read_samples;
 
 fn data(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -17,14 +17,14 @@ fn data(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn catalogue() -> Vec<Scenario> {
-    parse(&std::fs::read_to_string(data("catalogue.json")).unwrap()).unwrap()
+fn catalogue() -> Catalogue {
+    serde_json::from_str(&std::fs::read_to_string(data("catalogue.json")).unwrap()).unwrap()
 }
 
-fn judged_class(stem: &str) -> (String, bool, Scenario) {
+fn judged_class(stem: &str) -> (LeakClass, bool, Scenario) {
     let cat = catalogue();
     let id = stem.split('@').next().unwrap();
-    let s = cat.iter().find(|s| s.id == id).unwrap().clone();
+    let s = cat.find(id).unwrap().clone();
     let samples = read_samples(&data(&format!("{stem}.jsonl"))).unwrap();
     assert!(samples.len() > 40, "{stem}: too few samples");
     let j = judge(&samples, &cat, None);

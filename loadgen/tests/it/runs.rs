@@ -10,7 +10,7 @@ fn short_run(scenario: &str) -> (i32, serde_json::Value) {
     let args = [
         "run",
         "--target",
-        &service.url,
+        service.url(),
         "--pid",
         &pid,
         "--scenario",
@@ -91,15 +91,14 @@ fn a_task_leak_is_called_a_task_leak_with_spawn_and_writes_its_report() {
 
 #[test]
 fn a_target_that_dies_mid_run_is_recorded_and_the_summary_still_written() {
-    let mut service = Service::start(&["--leak", "unbounded-cache"]);
+    let service = Service::start(&["--leak", "unbounded-cache"]);
     let pid = service.pid().to_string();
     let out = scratch("died");
     let out_s = out.to_string_lossy().to_string();
-    let url = service.url.clone();
+    let url = service.url().to_owned();
     let killer = std::thread::spawn(move || {
         std::thread::sleep(std::time::Duration::from_secs(5));
-        let _ = service.child.kill();
-        let _ = service.child.wait();
+        service.kill();
     });
     let args = [
         "run",
@@ -131,6 +130,46 @@ fn a_target_that_dies_mid_run_is_recorded_and_the_summary_still_written() {
         "the load should stop when the target dies"
     );
     assert!(code == 1 || code == 3, "exit {code}");
+}
+
+#[test]
+fn a_once_per_run_batch_job_is_posted_once_however_long_the_run() {
+    // rss-retained's recipe posts its batch job with `every: 0`: one job per
+    // run, then reads of the job's state on every triggering request.
+    let service = Service::start(&["--leak", "rss-retained"]);
+    let pid = service.pid().to_string();
+    let out = scratch("rss-retained");
+    let out_s = out.to_string_lossy().to_string();
+    let args = [
+        "run",
+        "--target",
+        service.url(),
+        "--pid",
+        &pid,
+        "--scenario",
+        "rss-retained",
+        "--duration",
+        "6s",
+        "--warmup",
+        "2s",
+        "--out",
+        &out_s,
+        "--json",
+    ];
+    let (_, stdout, stderr) = loadgen(&args);
+    let s: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+    // `--rate auto` keeps a 256 MiB footprint inside the leak budget: ~1/s.
+    let requests = s["load"]["requests"].as_u64().unwrap();
+    assert!(requests >= 3, "{requests} triggering requests: {s:#}");
+    assert_eq!(s["verdict"]["class"], "rss-retained", "{s:#}");
+    let samples = loadgen::sampling::read_samples(&out.join("samples.jsonl")).unwrap();
+    let jobs = samples
+        .iter()
+        .rev()
+        .find_map(|s| s.memory.as_ref()?.components.get("batch_jobs").copied())
+        .expect("a batch_jobs gauge");
+    assert_eq!(jobs, 1, "batch jobs posted in one run");
 }
 
 #[test]

@@ -42,7 +42,8 @@ async fn mystery_mode_names_no_scenario_on_any_route_or_in_the_log() {
             // Keys that do not repeat the scenario's id (raw paths can show up
             // as metric labels).
             let prefix = format!("m{}", step["path"].as_str().unwrap().len());
-            svc.drive(3, 3, |i| recipe_request(step, &key(&prefix, i))).await;
+            svc.drive(3, 3, |i| recipe_request(step, &key(&prefix, i)))
+                .await;
         }
     }
 

@@ -18,9 +18,11 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use tokio::time::Instant;
 
-use crate::load::{self, LoadConfig, Progress, Rate, Unit};
+use crate::args::parse_duration;
+use crate::engine::{self, LoadConfig, Progress, Rate, Unit};
+use crate::errors::exit;
+use crate::target::spawn::{self, Launch};
 use crate::target::{Control, Target};
-use crate::{exit, parse_duration, spawn};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum BenchTool {
@@ -121,7 +123,7 @@ async fn run_loadgen(target: &Target, opts: &BenchOpts) -> Result<f64> {
     };
     let progress = Arc::new(Progress::default());
     let start = Instant::now();
-    let stats = load::drive(
+    let stats = engine::drive(
         &cfg,
         Arc::new(vec![Unit::get(&opts.path)?]),
         progress,
@@ -148,7 +150,7 @@ pub async fn execute(opts: &BenchOpts) -> Result<u8> {
     .await??;
     let service = match &opts.target {
         Some(_) => None,
-        None => Some(tokio::task::spawn_blocking(|| spawn::start(&[], None)).await??),
+        None => Some(Launch::new().start().await?),
     };
     let url = opts
         .target

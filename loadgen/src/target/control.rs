@@ -1,10 +1,7 @@
-//! The target: its URL, the loopback safety rule, and a small control-plane
-//! client for `/debug/memory`, `/admin/scenarios` and `/admin/flags`.
-//!
-//! loadgen only sends load to the address the user names. Targets that do not
-//! resolve to loopback are refused unless `--allow-remote` is given.
+//! A small control-plane client for a target's `/healthz`, `/debug/*` and
+//! `/admin/*` routes: short timeouts, JSON in and out, the bearer token
+//! attached. [`ControlError::Unreachable`] is what target death looks like.
 
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -14,67 +11,10 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
-use crate::UsageError;
+use leaklab_model::run::TargetMemory;
+use leaklab_model::Catalogue;
 
-/// A parsed, vetted target.
-#[derive(Clone, Debug)]
-pub struct Target {
-    /// `http://host:port` without a trailing slash.
-    pub base: String,
-    /// `host:port`, sent as the `Host` header.
-    pub authority: String,
-    /// The resolved socket address load connections use.
-    pub addr: SocketAddr,
-    /// Bearer token for `/debug/*` and `/admin/*` (the target's `--admin-token`).
-    pub token: Option<String>,
-}
-
-impl Target {
-    /// Parses `url` (`http://host:port[/]`), resolves it, and applies the
-    /// loopback rule.
-    pub fn parse(url: &str, token: Option<String>, allow_remote: bool) -> Result<Target> {
-        let rest = match url.strip_prefix("http://") {
-            Some(rest) => rest,
-            None if url.starts_with("https://") => {
-                return Err(
-                    UsageError(format!("{url}: https is not supported (plain http only)")).into(),
-                )
-            }
-            None => url,
-        };
-        let authority = rest.trim_end_matches('/');
-        if authority.is_empty() || authority.contains('/') {
-            return Err(UsageError(format!("{url}: expected http://HOST:PORT")).into());
-        }
-        let with_port = if authority
-            .rsplit_once(':')
-            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-        {
-            authority.to_string()
-        } else {
-            format!("{authority}:80")
-        };
-        let addrs: Vec<SocketAddr> = with_port
-            .to_socket_addrs()
-            .map_err(|e| UsageError(format!("{url}: cannot resolve: {e}")))?
-            .collect();
-        let Some(&addr) = addrs.first() else {
-            return Err(UsageError(format!("{url}: resolves to no address")).into());
-        };
-        if !allow_remote && !addrs.iter().all(|a| a.ip().is_loopback()) {
-            return Err(UsageError(format!(
-                "{url} is not a loopback address; loadgen only loads remote targets with --allow-remote"
-            ))
-            .into());
-        }
-        Ok(Target {
-            base: format!("http://{with_port}"),
-            authority: with_port,
-            addr,
-            token,
-        })
-    }
-}
+use super::Target;
 
 /// A control-plane client: short timeouts, JSON in and out, token attached.
 #[derive(Clone)]
@@ -196,6 +136,16 @@ impl Control {
         })
     }
 
+    /// The target's scenario catalogue (`GET /admin/scenarios`).
+    pub async fn catalogue(&self) -> Result<Catalogue, ControlError> {
+        self.get_json("/admin/scenarios").await
+    }
+
+    /// The target's own memory report (`GET /debug/memory`).
+    pub async fn memory(&self) -> Result<TargetMemory, ControlError> {
+        self.get_json("/debug/memory").await
+    }
+
     /// `GET path` as text.
     pub async fn get_text(&self, path: &str) -> Result<String, ControlError> {
         let bytes = self.send(Method::GET, path, None).await?;
@@ -242,21 +192,4 @@ pub fn source_chain(err: &dyn std::error::Error) -> String {
         cur = e.source();
     }
     parts.join(": ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn loopback_targets_parse_and_remote_ones_need_allow_remote() {
-        let t = Target::parse("http://127.0.0.1:8080/", None, false).unwrap();
-        assert_eq!(t.base, "http://127.0.0.1:8080");
-        assert_eq!(t.authority, "127.0.0.1:8080");
-        assert!(Target::parse("localhost:9", None, false).is_ok());
-        let err = Target::parse("http://192.0.2.1:80", None, false).unwrap_err();
-        assert!(err.downcast_ref::<UsageError>().is_some(), "{err}");
-        assert!(Target::parse("http://192.0.2.1:80", None, true).is_ok());
-        assert!(Target::parse("https://127.0.0.1:1", None, false).is_err());
-    }
 }

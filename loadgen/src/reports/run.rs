@@ -1,28 +1,19 @@
-//! The run report: SVG plots (plotters) and an HTML page that shows them with
-//! the verdict.
-//!
-//! - `memory.svg`: allocated, resident and RSS over time, warm-up shaded, the
-//!   fitted slope over the measurement window, and, when a limit is known, the
-//!   limit line and the projected OOM.
-//! - `tasks.svg`: alive tasks over time.
-//! - `latency.svg`: completed requests per second and latency percentiles.
+//! `loadgen run`'s report: `memory.svg` (allocated, resident and RSS over
+//! time, warm-up shaded, the fitted slope, the limit and projected OOM when
+//! known), `tasks.svg`, `latency.svg` (completed per second and latency
+//! percentiles), `report.html` showing them with the verdict, and the
+//! summary printed on stderr.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
+use leaklab_model::run::{RunSummary, Sample, SignalFit};
 use plotters::prelude::*;
 
-use crate::analysis::human_bytes;
-use crate::load::LoadStats;
-use crate::sampler::Sample;
-use crate::summary::RunSummary;
-
-const MIB: f64 = 1024.0 * 1024.0;
-const SIZE: (u32, u32) = (900, 380);
-
-/// A named, coloured line of (seconds, MiB) points.
-type Line = (&'static str, RGBColor, Vec<(f64, f64)>);
+use super::{err, esc, points, Chart, Line, SIZE};
+use crate::engine::LoadStats;
+use crate::human::{human_bytes, human_secs, MIB};
 
 /// Writes the plots and `report.html` into `dir`; returns the HTML's path.
 pub fn write(
@@ -37,10 +28,6 @@ pub fn write(
     let path = dir.join("report.html");
     std::fs::write(&path, html(summary)).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
-}
-
-fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
-    anyhow!("plotting: {e:?}")
 }
 
 fn memory_plot(path: &Path, s: &RunSummary, samples: &[Sample]) -> Result<()> {
@@ -110,7 +97,33 @@ fn memory_plot(path: &Path, s: &RunSummary, samples: &[Sample]) -> Result<()> {
             .label(*name)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
     }
-    // The fitted line of the verdict's bytes signal over the window.
+    fit_line(&mut chart, s, &series)?;
+    limit_line(&mut chart, s, limit, show_limit, (t_min, t_max, y_max))?;
+    if let Some(d) = &s.target_died {
+        chart
+            .draw_series(LineSeries::new(
+                vec![(d.at_s, 0.0), (d.at_s, y_max)],
+                RED.stroke_width(3),
+            ))
+            .map_err(err)?
+            .label(format!("target died: {}", d.reason))
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], RED));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+/// The fitted line of the verdict's bytes signal over the window, anchored
+/// at the window's median point.
+fn fit_line(chart: &mut Chart, s: &RunSummary, series: &[Line]) -> Result<()> {
+    let warm = s.load.warmup_s;
     let signal = s
         .verdict
         .findings
@@ -145,6 +158,18 @@ fn memory_plot(path: &Path, s: &RunSummary, samples: &[Sample]) -> Result<()> {
                 });
         }
     }
+    Ok(())
+}
+
+/// The memory limit as a line when it is on the plot's scale (with the
+/// projected OOM), else as a note.
+fn limit_line(
+    chart: &mut Chart,
+    s: &RunSummary,
+    limit: Option<f64>,
+    show_limit: Option<f64>,
+    (t_min, t_max, y_max): (f64, f64, f64),
+) -> Result<()> {
     if let Some(l) = show_limit {
         let label = match s.verdict.time_to_oom_s {
             Some(t) => format!(
@@ -175,32 +200,7 @@ fn memory_plot(path: &Path, s: &RunSummary, samples: &[Sample]) -> Result<()> {
             )))
             .map_err(err)?;
     }
-    if let Some(d) = &s.target_died {
-        chart
-            .draw_series(LineSeries::new(
-                vec![(d.at_s, 0.0), (d.at_s, y_max)],
-                RED.stroke_width(3),
-            ))
-            .map_err(err)?
-            .label(format!("target died: {}", d.reason))
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], RED));
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)?;
-    root.present().map_err(err)?;
     Ok(())
-}
-
-fn points(samples: &[Sample], f: impl Fn(&Sample) -> Option<f64>) -> Vec<(f64, f64)> {
-    samples
-        .iter()
-        .filter_map(|s| Some((s.t, f(s)? / MIB)))
-        .collect()
 }
 
 fn tasks_plot(path: &Path, s: &RunSummary, samples: &[Sample]) -> Result<()> {
@@ -293,12 +293,6 @@ fn latency_plot(path: &Path, s: &RunSummary, stats: &LoadStats) -> Result<()> {
     Ok(())
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
 fn html(s: &RunSummary) -> String {
     let mut h = String::new();
     let v = &s.verdict;
@@ -314,13 +308,13 @@ fn html(s: &RunSummary) -> String {
         pid = s.pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
         cls = if v.leak { "leak" } else { "ok" },
         head = if v.leak { "LEAK" } else { "no leak" },
-        class = esc(&v.class),
+        class = esc(v.class.as_str()),
     );
     for f in &v.findings {
         let _ = write!(
             h,
             "<li>{} in <b>{}</b> (gauge {}): {} {:+.3}/s{}</li>",
-            esc(&f.class),
+            esc(f.class.as_str()),
             esc(f.component.as_deref().unwrap_or("?")),
             esc(f.gauge.as_deref().unwrap_or("?")),
             esc(&f.signal),
@@ -389,128 +383,117 @@ fn html(s: &RunSummary) -> String {
     h
 }
 
-/// `canary.svg` for `loadgen canary`: the baseline's and the canary's heap and
-/// RSS (top) and alive tasks (bottom) over the run, the part left out of the
-/// comparison shaded, and a line at each toggle.
-pub fn canary_plot(
-    path: &Path,
-    r: &crate::canary::CanaryReport,
-    baseline: &[Sample],
-    canary: &[Sample],
-) -> Result<()> {
-    let root = SVGBackend::new(path, (SIZE.0, 2 * SIZE.1)).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
-    let (top, bottom) = root.split_vertically(SIZE.1);
-    let t_max = baseline
-        .iter()
-        .chain(canary)
-        .map(|s| s.t)
-        .fold(1.0, f64::max);
-    let t_min = baseline
-        .iter()
-        .chain(canary)
-        .map(|s| s.t)
-        .fold(0.0, f64::min);
-    let light = |c: RGBColor| RGBColor(c.0 / 2 + 127, c.1 / 2 + 127, c.2 / 2 + 127);
-    let mem = |s: &Sample| s.memory.as_ref().map(|m| m.allocated as f64);
-    let heap: Vec<Line> = vec![
-        ("baseline allocated", BLUE, points(baseline, mem)),
-        ("canary allocated", RED, points(canary, mem)),
-        (
-            "baseline rss",
-            light(BLUE),
-            points(baseline, |s| s.rss().map(|v| v as f64)),
-        ),
-        (
-            "canary rss",
-            light(RED),
-            points(canary, |s| s.rss().map(|v| v as f64)),
-        ),
-    ];
-    let task = |s: &Sample| s.memory.as_ref().map(|m| m.alive_tasks as f64 * MIB);
-    let tasks: Vec<Line> = vec![
-        ("baseline alive tasks", BLUE, points(baseline, task)),
-        ("canary alive tasks", RED, points(canary, task)),
-    ];
-    let title = format!(
-        "canary vs baseline: {} ({})",
-        r.scenario,
-        if r.verdict.regression {
-            format!("canary regresses: {}", r.verdict.class)
-        } else {
-            "no regression".to_string()
-        }
+/// The human summary (stderr).
+pub fn print_human(s: &RunSummary) {
+    let l = &s.load;
+    eprintln!();
+    eprintln!(
+        "loadgen: {} against {}{}",
+        s.scenario.as_deref().unwrap_or("-"),
+        s.target,
+        s.pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
     );
-    for (area, lines, y_desc, caption) in [
-        (&top, &heap, "MiB", title),
-        (&bottom, &tasks, "tasks", "alive tokio tasks".to_string()),
+    eprintln!(
+        "load: {} target, {:.1}/s achieved after warm-up; {} requests, {} errors, {} dropped; latency ms p50 {:.2} p90 {:.2} p99 {:.2} p99.9 {:.2} max {:.2}",
+        l.rate_target.map(|r| format!("{r:.0}/s")).unwrap_or_else(|| "max".into()),
+        l.rate_achieved,
+        l.requests,
+        l.errors,
+        l.dropped,
+        l.latency_ms.p50,
+        l.latency_ms.p90,
+        l.latency_ms.p99,
+        l.latency_ms.p999,
+        l.latency_ms.max
+    );
+    eprintln!(
+        "signals after {:.0} s warm-up (Theil–Sen slope [95% CI], Mann–Kendall p, first → last):",
+        l.warmup_s
+    );
+    for name in [
+        "allocated",
+        "resident",
+        "rss",
+        "rss_outside_allocator",
+        "alive_tasks",
+        "open_fds",
+        "maps",
     ] {
-        let y_max = lines
-            .iter()
-            .flat_map(|(_, _, p)| p.iter().map(|p| p.1))
-            .fold(1.0, f64::max)
-            * 1.05;
-        let mut chart = ChartBuilder::on(area)
-            .caption(caption, ("sans-serif", 18))
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(60)
-            .build_cartesian_2d(t_min..t_max, 0.0..y_max)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("seconds")
-            .y_desc(y_desc)
-            .draw()
-            .map_err(err)?;
-        chart
-            .draw_series(std::iter::once(Rectangle::new(
-                [(0.0, 0.0), (r.window_s[0], y_max)],
-                RGBColor(220, 220, 220).mix(0.5).filled(),
-            )))
-            .map_err(err)?
-            .label("not compared (warm-up, settling)")
-            .legend(|(x, y)| {
-                Rectangle::new(
-                    [(x, y - 5), (x + 15, y + 5)],
-                    RGBColor(200, 200, 200).filled(),
-                )
-            });
-        for (name, color, pts) in lines.iter() {
-            chart
-                .draw_series(LineSeries::new(pts.iter().copied(), color))
-                .map_err(err)?
-                .label(*name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
+        if let Some(f) = s.signals.get(name) {
+            print_signal(name, f);
         }
-        for t in r.toggles.iter() {
-            let Some(at) = t.applied_at_s else { continue };
-            chart
-                .draw_series(LineSeries::new(
-                    vec![(at, 0.0), (at, y_max)],
-                    BLACK.stroke_width(1),
-                ))
-                .map_err(err)?;
-            chart
-                .draw_series(std::iter::once(Text::new(
-                    format!(
-                        "{} {}",
-                        t.toggle.id,
-                        if t.toggle.enabled { "on" } else { "off" }
-                    ),
-                    (at, y_max * 0.97),
-                    ("sans-serif", 13),
-                )))
-                .map_err(err)?;
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
     }
-    root.present().map_err(err)?;
-    Ok(())
+    for (name, f) in s
+        .signals
+        .iter()
+        .filter(|(n, f)| n.starts_with("components.") && f.slope_per_s != 0.0)
+    {
+        print_signal(name, f);
+    }
+    let v = &s.verdict;
+    let head = if v.leak { "LEAK" } else { "no leak" };
+    eprintln!("verdict: {head}: {}", v.class);
+    for f in &v.findings {
+        eprintln!(
+            "  {} in {} (gauge {}), signal {} {:+.3}/s{}",
+            f.class,
+            f.component.as_deref().unwrap_or("?"),
+            f.gauge.as_deref().unwrap_or("?"),
+            f.signal,
+            f.slope_per_s,
+            f.burn_rate_bytes_per_h
+                .map(|b| format!(", burn rate {}/h", human_bytes(b)))
+                .unwrap_or_default()
+        );
+    }
+    for r in &v.reasons {
+        eprintln!("  because {r}");
+    }
+    if let (Some(t), Some(limit)) = (v.time_to_oom_s, v.limit_bytes) {
+        let [lo, hi] = v.time_to_oom_interval_s.unwrap_or([None, None]);
+        eprintln!(
+            "  time to OOM against {}: {} [{} – {}]",
+            human_bytes(limit as f64),
+            human_secs(Some(t)),
+            human_secs(lo),
+            human_secs(hi)
+        );
+    }
+    if let Some(g) = &s.ground_truth {
+        eprintln!(
+            "ground truth: {} expected {:.1}/s ({} per request × {:.1}/s), measured {:.1}/s: error {:+.1}%",
+            g.signal, g.expected_slope_per_s, g.per_request, g.rate_achieved, g.measured_slope_per_s, g.error_pct
+        );
+    }
+    if let Some(d) = &s.target_died {
+        eprintln!("TARGET DIED at {:.1} s: {}", d.at_s, d.reason);
+    }
+    for n in &s.notes {
+        eprintln!("note: {n}");
+    }
+    if let Some(r) = &s.report {
+        eprintln!("report: {r}");
+    }
+}
+
+fn print_signal(name: &str, f: &SignalFit) {
+    let bytes =
+        !name.starts_with("components.") && !matches!(name, "alive_tasks" | "open_fds" | "maps");
+    let v = |x: f64| {
+        if bytes {
+            human_bytes(x)
+        } else {
+            format!("{x:.0}")
+        }
+    };
+    eprintln!(
+        "  {name:<34} {:>12}/s [{}, {}] p={:.1e}  {} → {}{}",
+        v(f.slope_per_s),
+        v(f.ci95[0]),
+        v(f.ci95[1]),
+        f.p_value,
+        v(f.first),
+        v(f.last),
+        if f.rising { "  RISING" } else { "" }
+    );
 }

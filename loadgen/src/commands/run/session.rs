@@ -1,0 +1,230 @@
+//! A live run: the sampler started (its baseline first), then the load, and
+//! the progress line; [`Session::wait`] lets both run their course,
+//! [`Session::stop`] ends them early (`loadgen oom`, at the kill).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use leaklab_model::run::Sample;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::plan::RunPlan;
+use super::prepare::Prepared;
+use crate::engine::{self, LoadConfig, LoadStats, Progress};
+use crate::human::human_bytes;
+use crate::sampling::{self, CgroupProbe, SampleLog, SamplerConfig, Shared};
+use crate::target::spawn::ExitProbe;
+
+/// The sampler runs this long past the load, for the cool-down.
+const COOLDOWN: Duration = Duration::from_millis(500);
+
+/// What a caller adds to a session.
+#[derive(Default)]
+pub struct Hooks {
+    /// Told the instant the load starts (sample time 0), for callers that act
+    /// on the target during the run (`loadgen canary`'s toggles).
+    pub started: Option<oneshot::Sender<Instant>>,
+    /// The target's exit, when the caller started it (else the plan's child).
+    pub exit_probe: Option<ExitProbe>,
+    /// A cgroup the caller made, read instead of the pid's.
+    pub cgroup_probe: Option<CgroupProbe>,
+    /// Every sample as it is taken.
+    pub tap: Option<UnboundedSender<Sample>>,
+    /// The caller watches the target's death itself: the sampler samples on.
+    pub own_death_watch: bool,
+}
+
+/// A run in progress. Its tasks are owned here: [`Session::wait`] and
+/// [`Session::stop`] join or abort every one.
+pub struct Session {
+    pub progress: Arc<Progress>,
+    pub shared: Arc<Shared>,
+    /// Sample time 0: when the load started.
+    pub start: Instant,
+    load: JoinHandle<Result<LoadStats>>,
+    sampler: JoinHandle<Result<SampleLog>>,
+    cancel: CancellationToken,
+    printer: Option<JoinHandle<()>>,
+    ctrl_c: JoinHandle<()>,
+    stop_at: Duration,
+}
+
+impl Session {
+    /// Starts sampling now and the load after the plan's baseline; returns
+    /// once the load has started.
+    pub async fn start(plan: &RunPlan, p: &Prepared, hooks: Hooks) -> Session {
+        let progress = Arc::new(Progress::default());
+        let shared = Arc::new(Shared::default());
+        let start = Instant::now() + plan.baseline;
+        if let Some(tx) = hooks.started {
+            // The caller may have given up waiting; the run goes on regardless.
+            let _ = tx.send(start);
+        }
+        let cancel = CancellationToken::new();
+        let stop_at = plan.duration + COOLDOWN;
+        let cfg = SamplerConfig {
+            pid: p.pid,
+            samples_path: plan.out.as_ref().map(|d| d.join("samples.jsonl")),
+            exit_probe: hooks
+                .exit_probe
+                .or_else(|| p.service.as_ref().map(|s| s.exit_probe())),
+            cgroup_probe: hooks.cgroup_probe,
+            watch_death: !hooks.own_death_watch,
+            tap: hooks.tap,
+            cancel: cancel.clone(),
+            ..SamplerConfig::new(plan.sample_interval, plan.warmup, plan.duration)
+        };
+        let sampler = tokio::spawn(sampling::run(
+            p.control.clone(),
+            cfg,
+            progress.clone(),
+            shared.clone(),
+            start,
+            stop_at,
+        ));
+        let printer = (!plan.quiet).then(|| {
+            tokio::spawn(progress_line(
+                progress.clone(),
+                shared.clone(),
+                start,
+                plan.duration,
+            ))
+        });
+        tokio::time::sleep_until(start).await;
+        let ctrl_c = {
+            let progress = progress.clone();
+            tokio::spawn(async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    progress.stop.store(true, Ordering::Relaxed);
+                }
+            })
+        };
+        let load = tokio::spawn({
+            let (cfg, units, progress) = (load_config(plan, p), p.units.clone(), progress.clone());
+            async move { engine::drive(&cfg, Arc::new(units), progress, start).await }
+        });
+        Session {
+            progress,
+            shared,
+            start,
+            load,
+            sampler,
+            cancel,
+            printer,
+            ctrl_c,
+            stop_at,
+        }
+    }
+
+    /// Lets the load run its course, then the sampler its cool-down.
+    pub async fn wait(mut self) -> Result<(LoadStats, SampleLog)> {
+        let stats = (&mut self.load).await.context("the load task")?;
+        let stats = match stats {
+            Ok(stats) => stats,
+            Err(e) => {
+                self.end_helpers();
+                self.sampler.abort();
+                return Err(e);
+            }
+        };
+        let within = self.stop_at + Duration::from_secs(15);
+        let log = tokio::time::timeout(within, &mut self.sampler)
+            .await
+            .context("the memory sampler did not finish")?
+            .context("memory sampler")??;
+        self.end_helpers();
+        Ok((stats, log))
+    }
+
+    /// Stops the load and the sampler now; the load's tally when it ended
+    /// within 10 s.
+    pub async fn stop(self) -> (Option<LoadStats>, Result<SampleLog>) {
+        self.progress.stop.store(true, Ordering::Relaxed);
+        self.cancel.cancel();
+        self.end_helpers();
+        let stats = tokio::time::timeout(Duration::from_secs(10), self.load)
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .and_then(|r| r.ok());
+        let log = match self.sampler.await {
+            Ok(log) => log,
+            Err(e) => Err(anyhow::anyhow!("memory sampler: {e}")),
+        };
+        (stats, log)
+    }
+
+    fn end_helpers(&self) {
+        self.ctrl_c.abort();
+        if let Some(h) = &self.printer {
+            h.abort();
+        }
+    }
+}
+
+/// The engine's configuration for a plan.
+fn load_config(plan: &RunPlan, p: &Prepared) -> LoadConfig {
+    let key_prefix = format!(
+        "lg{:x}{:x}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    );
+    LoadConfig {
+        target: p.target.clone(),
+        rate: p.rate,
+        duration: plan.duration,
+        ramp: plan.ramp,
+        connections: plan.connections,
+        max_in_flight: plan.max_in_flight.max(1),
+        max_lag: plan.max_lag,
+        key_prefix,
+        max_units: plan.max_requests,
+        per_unit_cap: p.caps.clone(),
+    }
+}
+
+/// Once a second on stderr: requests, errors, drops and the latest memory.
+async fn progress_line(
+    progress: Arc<Progress>,
+    shared: Arc<Shared>,
+    start: Instant,
+    duration: Duration,
+) {
+    let mut tick = tokio::time::interval_at(start + Duration::from_secs(1), Duration::from_secs(1));
+    let mut last_done = 0;
+    // Bounded by the run's duration (and aborted by the run when it ends).
+    for _ in 0..=duration.as_secs() + 30 {
+        tick.tick().await;
+        let done = progress.units_done.load(Ordering::Relaxed);
+        let mem = match shared
+            .latest()
+            .and_then(|s| s.memory.clone().map(|m| (s.rss(), m)))
+        {
+            Some((rss, m)) => format!(
+                " | allocated {} rss {} tasks {}",
+                human_bytes(m.allocated as f64),
+                human_bytes(rss.unwrap_or(m.rss) as f64),
+                m.alive_tasks
+            ),
+            None => " | memory: no answer".into(),
+        };
+        eprintln!(
+            "[{:>4.0}s] {:>8} done {:>6}/s  errors {}  dropped {}{mem}",
+            start.elapsed().as_secs_f64(),
+            done,
+            done - last_done,
+            progress.errors.load(Ordering::Relaxed),
+            progress.dropped.load(Ordering::Relaxed),
+        );
+        last_done = done;
+    }
+}

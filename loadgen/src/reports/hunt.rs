@@ -1,0 +1,117 @@
+//! `loadgen hunt`'s report: `hunt.md` (the findings, their retention paths,
+//! the proof after the fix) and `report.html` around it with the runs' plots.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use leaklab_model::hunt::HuntReport;
+use leaklab_model::run::RunSummary;
+
+use crate::human::human_bytes;
+
+/// Bytes per second as `MB/h`.
+pub fn mb_per_h(bytes_per_s: f64) -> String {
+    format!("{:.1} MB/h", bytes_per_s * 3600.0 / 1e6)
+}
+
+/// A time to OOM in minutes or hours.
+pub fn duration_text(s: Option<f64>) -> String {
+    match s {
+        Some(s) if s.is_finite() && s < 3600.0 => format!("{:.0} min", s / 60.0),
+        Some(s) if s.is_finite() => format!("{:.1} h", s / 3600.0),
+        _ => "never (not rising)".into(),
+    }
+}
+
+/// The slope of `signal` in a run, 0 when it has none.
+pub fn slope(summary: &RunSummary, signal: &str) -> f64 {
+    summary
+        .signals
+        .get(signal)
+        .map(|f| f.slope_per_s)
+        .unwrap_or(0.0)
+}
+
+/// `hunt.md`: the findings, their retention paths, the proof after the fix.
+pub fn markdown(report: &HuntReport, leaky: &RunSummary, fixed: &RunSummary, limit: u64) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "# leaklab hunt: {}\n", report.leaks.join(" + "));
+    let _ = writeln!(
+        md,
+        "Leaky run: {:.0} triggering requests/s for {:.0} s; live heap {} -> {}; burn {}; time to OOM against {}: {}.\n",
+        leaky.load.rate_achieved,
+        leaky.load.duration_s,
+        human_bytes(leaky.signals.get("allocated").map(|f| f.first).unwrap_or(0.0)),
+        human_bytes(leaky.signals.get("allocated").map(|f| f.last).unwrap_or(0.0)),
+        mb_per_h(slope(leaky, "allocated")),
+        human_bytes(limit as f64),
+        duration_text(leaky.verdict.time_to_oom_s)
+    );
+    let _ = writeln!(
+        md,
+        "| leak | class | component | burn | why (signals) | artifact |\n|---|---|---|---|---|---|"
+    );
+    for f in &report.findings {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} |",
+            f.scenario.as_deref().unwrap_or("?"),
+            f.class,
+            f.component.as_deref().unwrap_or("?"),
+            f.burn_rate_bytes_per_h
+                .map(|b| mb_per_h(b / 3600.0))
+                .unwrap_or_else(|| "-".into()),
+            f.why,
+            f.artifact.as_deref().unwrap_or("-")
+        );
+    }
+    let _ = writeln!(md, "\n## Retention paths\n");
+    for f in &report.findings {
+        let _ = writeln!(
+            md,
+            "- **{}**: {}",
+            f.scenario.as_deref().unwrap_or(f.class.as_str()),
+            f.path
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\n## After the fix\n\nSame load with the fixes on: {} (class {}), live heap {}, alive tasks {:+.2}/s, {:.0} requests/s.\n",
+        if report.after_fix.leak { "still leaking" } else { "no leak" },
+        report.after_fix.class,
+        mb_per_h(report.after_fix.burn_rate_bytes_per_h / 3600.0),
+        report.after_fix.alive_tasks_slope_per_s,
+        fixed.load.rate_achieved
+    );
+    md
+}
+
+/// `report.html` in `out`: the markdown, the runs' plots, the heap profile
+/// when one was taken.
+pub fn html(
+    report: &HuntReport,
+    leaky: &RunSummary,
+    fixed: &RunSummary,
+    limit: u64,
+    out: &Path,
+) -> String {
+    let md = markdown(report, leaky, fixed, limit);
+    let escaped = md
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    let flame = if out.join("heap-end.svg").exists() {
+        "<h2>Heap profile (in-use, end of the leaky run)</h2><p><a href=\"heap-end.svg\">flamegraph</a> · <a href=\"heap-end.pb.gz\">pprof</a> · <a href=\"heap-diff.txt\">diff</a></p>"
+    } else {
+        ""
+    };
+    format!(
+        "<!doctype html><meta charset=\"utf-8\"><title>leaklab hunt</title>\
+         <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}pre{{white-space:pre-wrap;background:#f6f6f6;padding:1em}}img{{max-width:100%}}</style>\
+         <h1>leaklab hunt: {}</h1><pre>{escaped}</pre>\
+         <h2>Leaky run</h2><img src=\"1-leaky/memory.svg\"><img src=\"1-leaky/tasks.svg\"><p><a href=\"1-leaky/report.html\">full report</a></p>\
+         {flame}\
+         <h2>With the fixes</h2><img src=\"2-fixed/memory.svg\"><img src=\"2-fixed/tasks.svg\"><p><a href=\"2-fixed/report.html\">full report</a></p>",
+        report.leaks.join(" + ")
+    )
+}
