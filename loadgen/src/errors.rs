@@ -13,6 +13,10 @@ pub mod exit {
     pub const COULD_NOT_RUN: u8 = 1;
     pub const USAGE: u8 = 2;
     pub const LEAK: u8 = 3;
+    /// `hunt`: leaks found, but the floor still climbs after the fix.
+    pub const FIX_NOT_PROVEN: u8 = 4;
+    /// `grade`: the answer misses a leak or names one that is not on.
+    pub const ANSWER_WRONG: u8 = 5;
 }
 
 /// A usage error found after parsing (bad target, unknown scenario): exit 2.

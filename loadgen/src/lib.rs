@@ -11,7 +11,8 @@
 //! loadgen canary --spawn --toggle task-leak@20                # a baseline/canary pair, a flag flipped on the canary
 //! ```
 //!
-//! Exit codes: 0 no leak, 3 leak found, 2 bad usage, 1 could not run.
+//! Exit codes: 0 no leak, 3 leak found, 2 bad usage, 1 could not run, 4 a
+//! hunt's fix not proven, 5 a graded answer not right.
 //!
 //! # Layout
 //!
@@ -32,7 +33,7 @@
 //!   the task census, smaps, allocator stats).
 //! - [`reports`]: SVG plots, HTML, markdown and the stderr summaries.
 //! - [`commands`]: `run` (and [`commands::run::RunPlan`], the typed way to
-//!   start a run), `hunt`, `canary`, `oom`, `judge`, `scenarios`, `bench`.
+//!   start a run), `hunt`, `canary`, `oom`, `judge`, `grade`, `scenarios`, `bench`.
 //! - [`Cli`] / [`Command`]: clap options; `main.rs` only calls [`main`].
 //!
 //! The JSON loadgen reads and writes is `leaklab_model`'s types.
@@ -53,7 +54,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use commands::{bench, canary, hunt, judge, oom, run, scenarios};
+use commands::{bench, canary, grade, hunt, judge, oom, run, scenarios};
 pub use errors::{exit, UsageError};
 
 /// Memory-leak load generator for leaklab services.
@@ -88,6 +89,9 @@ pub enum Command {
     Canary(canary::CanaryOpts),
     /// Judge a recorded samples.jsonl again (no load): prints signals and verdict as JSON.
     Judge(judge::JudgeOpts),
+    /// Grade an answer to a mystery (`leaklab-service --mystery SEED`) and reveal it
+    /// (exit 0 when right and complete, 5 when not).
+    Grade(grade::GradeOpts),
 }
 
 /// Runs the parsed command and maps the result to an exit code.
@@ -127,6 +131,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Canary(opts) => canary::execute(&opts).await,
         Command::Bench(opts) => bench::execute(&opts).await,
         Command::Judge(opts) => judge::execute(&opts),
+        Command::Grade(opts) => grade::execute(&opts),
     }
 }
 

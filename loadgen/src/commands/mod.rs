@@ -6,12 +6,14 @@
 //! - [`hunt`]: `loadgen hunt`, the capstone leak hunt end to end.
 //! - [`canary`]: `loadgen canary`, a baseline and a canary side by side.
 //! - [`oom`]: `loadgen oom`, a leak run under a memory limit to the kill.
+//! - [`grade`]: `loadgen grade`, an answer to a mystery graded and revealed.
 //! - [`judge`]: `loadgen judge`, a recorded `samples.jsonl` judged again.
 //! - [`scenarios`]: `loadgen scenarios`, the target's catalogue.
 //! - [`bench`]: `loadgen bench oha`, loadgen against oha at max rate.
 
 pub mod bench;
 pub mod canary;
+pub mod grade;
 pub mod hunt;
 pub mod judge;
 pub mod oom;
