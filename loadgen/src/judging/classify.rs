@@ -193,22 +193,39 @@ fn risen_then_flat(
     alloc_floor_step: f64,
     reasons: &mut Vec<String>,
 ) -> (LeakClass, Vec<Finding>) {
-    let Some(g) = fallen_gauge(ev.series) else {
+    let fallen = fallen_gauge(ev.series);
+    let emptied = fallen.is_none();
+    let Some(g) = fallen.or_else(|| emptied_but_reserved(ev.series)) else {
         reasons.push(format!(
             "live heap rose {} above the floor, then levelled off: high, not leaking",
             human_bytes(alloc_floor_step)
         ));
         return (LeakClass::Bounded, Vec::new());
     };
+    // The scenario whose gauge this is, else one whose gauge has its prefix.
+    let prefix = g.split('_').next().unwrap_or(&g);
     let component = ev
         .catalogue
         .iter()
         .find(|s| s.gauge == g)
-        .map(|s| s.component.clone());
-    reasons.push(format!(
-        "live heap rose {} to a high-water mark and stays there while {g} fell back",
-        human_bytes(alloc_floor_step)
-    ));
+        .or_else(|| {
+            ev.catalogue
+                .iter()
+                .find(|s| s.gauge.split('_').next() == Some(prefix))
+        })
+        .map(|s| s.component.clone())
+        .or_else(|| Some(prefix.to_owned()));
+    reasons.push(if emptied {
+        format!(
+            "live heap rose {} to a high-water mark and stays there, held by {g} while the structure is empty again",
+            human_bytes(alloc_floor_step)
+        )
+    } else {
+        format!(
+            "live heap rose {} to a high-water mark and stays there while {g} fell back",
+            human_bytes(alloc_floor_step)
+        )
+    });
     let finding = Finding {
         class: LeakClass::Plateau,
         component,
@@ -218,6 +235,48 @@ fn risen_then_flat(
         burn_rate_bytes_per_h: None,
     };
     (LeakClass::Plateau, vec![finding])
+}
+
+/// A structure that is empty while the room it reserved stays: a component
+/// gauge naming a reservation (`*capacity*`, `*table*`) that rose and holds,
+/// while its sibling count (`PREFIX_len`, `*_entries`) is back at its floor.
+/// This catches a high-water mark whose bursts are too short to be seen at
+/// the sampling rate (the count is never caught above zero), where
+/// [`fallen_gauge`] needs to see the peak.
+fn emptied_but_reserved(series: &BTreeMap<String, Series>) -> Option<String> {
+    let gauges: Vec<(&str, &Series)> = series
+        .iter()
+        .filter_map(|(name, s)| Some((name.strip_prefix("components.")?, s)))
+        .collect();
+    let held = |name: &str, s: &Series| -> bool {
+        let reserved = name.contains("capacity") || name.contains("table");
+        let floor = if name.ends_with("_bytes") {
+            HIGH_WATER_MIN
+        } else {
+            8.0
+        };
+        let (Some(base), Some(tail)) = (s.baseline(), tail_level(s)) else {
+            return false;
+        };
+        reserved && tail - base >= floor
+    };
+    let empty = |s: &Series| -> bool {
+        matches!((s.baseline(), tail_level(s)), (Some(base), Some(tail)) if (tail - base).abs() <= 1.0)
+    };
+    gauges.iter().find_map(|(name, s)| {
+        if !held(name, s) {
+            return None;
+        }
+        let prefix = name.split('_').next()?;
+        gauges
+            .iter()
+            .any(|(other, o)| {
+                other.starts_with(prefix)
+                    && (*other == format!("{prefix}_len") || other.ends_with("_entries"))
+                    && empty(o)
+            })
+            .then(|| name.to_string())
+    })
 }
 
 /// A component gauge that rose at least 8 and then fell back below half its

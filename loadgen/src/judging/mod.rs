@@ -189,6 +189,72 @@ mod tests {
         assert_eq!(j.verdict.class, LeakClass::OffHeap);
     }
 
+    /// `run`, with component gauges from `g(t)`.
+    fn with_gauges(
+        mut samples: Vec<Sample>,
+        g: impl Fn(f64) -> Vec<(&'static str, u64)>,
+    ) -> Vec<Sample> {
+        for s in &mut samples {
+            let m = s.memory.as_mut().unwrap();
+            m.components = g(s.t.max(0.0))
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect();
+        }
+        samples
+    }
+
+    #[test]
+    fn an_empty_map_holding_its_table_is_a_plateau_even_when_no_burst_is_seen() {
+        // Bursts of sessions open and close between samples: `sessions_len`
+        // is never caught above zero, but the table stays at its high-water mark.
+        let risen = |t: f64| if t > 1.0 { 1.0 } else { t };
+        let samples = with_gauges(
+            run(|t| {
+                let a = 1e6 + 2e6 * risen(t);
+                (a, a + 3e6, a + 20e6, 3.0)
+            }),
+            |t| {
+                vec![
+                    ("sessions_len", 0),
+                    ("sessions_capacity", (16384.0 * risen(t)) as u64),
+                    ("sessions_table_bytes", (1.9e6 * risen(t)) as u64),
+                    ("sessions_opened", (t * 1000.0) as u64),
+                ]
+            },
+        );
+        let cat = Catalogue(vec![Scenario::new(
+            "map-no-shrink",
+            LeakClass::Plateau,
+            "sessions",
+            vec![Step::get("/sessions/{key}")],
+        )
+        .gauge("sessions_capacity")]);
+        let j = judge(&samples, &cat, None);
+        assert_eq!(
+            j.verdict.class,
+            LeakClass::Plateau,
+            "{:?}",
+            j.verdict.reasons
+        );
+        assert_eq!(j.verdict.findings[0].component.as_deref(), Some("sessions"));
+        // The same heap with the table given back is not a plateau.
+        let shrunk = with_gauges(
+            run(|t| {
+                let a = 1e6 + 2e6 * risen(t);
+                (a, a + 3e6, a + 20e6, 3.0)
+            }),
+            |t| {
+                vec![
+                    ("sessions_len", 0),
+                    ("sessions_capacity", 0),
+                    ("sessions_opened", (t * 1000.0) as u64),
+                ]
+            },
+        );
+        assert_eq!(judge(&shrunk, &cat, None).verdict.class, LeakClass::Bounded);
+    }
+
     #[test]
     fn nothing_moving_is_none() {
         let samples = run(|_| (1e6, 3e6, 20e6, 3.0));
