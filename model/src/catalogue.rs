@@ -210,6 +210,7 @@ impl Scenario {
             LeakClass::OffHeap => ("rss", self.rss_bytes_per_request),
             LeakClass::RssRetained
             | LeakClass::Plateau
+            | LeakClass::RssGrowth
             | LeakClass::Churn
             | LeakClass::Bounded
             | LeakClass::None => return None,

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// A verdict class. The first five are leaks; `churn` and `bounded` are the
+/// A verdict class. The first six are leaks; `churn` and `bounded` are the
 /// shapes that look like one and are not; `none` is a verdict with nothing to
 /// classify (a flat run, or too few samples).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -23,6 +23,10 @@ pub enum LeakClass {
     RssRetained,
     /// Rose once to a high-water mark that stays, then flat.
     Plateau,
+    /// Resident memory climbs, and without the allocator's statistics (a
+    /// target that is not a leaklab service) retention and off-heap memory
+    /// cannot be told apart.
+    RssGrowth,
     /// Allocation rate only; the `allocated` floor is flat (no leak).
     Churn,
     /// Rises to a ceiling, then flat (no leak).
@@ -33,12 +37,13 @@ pub enum LeakClass {
 
 impl LeakClass {
     /// Every class, leaks first.
-    pub const ALL: [LeakClass; 8] = [
+    pub const ALL: [LeakClass; 9] = [
         LeakClass::Retention,
         LeakClass::TaskLeak,
         LeakClass::OffHeap,
         LeakClass::RssRetained,
         LeakClass::Plateau,
+        LeakClass::RssGrowth,
         LeakClass::Churn,
         LeakClass::Bounded,
         LeakClass::None,
@@ -52,6 +57,7 @@ impl LeakClass {
             LeakClass::OffHeap => "off-heap",
             LeakClass::RssRetained => "rss-retained",
             LeakClass::Plateau => "plateau",
+            LeakClass::RssGrowth => "rss-growth",
             LeakClass::Churn => "churn",
             LeakClass::Bounded => "bounded",
             LeakClass::None => "none",
@@ -65,7 +71,8 @@ impl LeakClass {
             | LeakClass::TaskLeak
             | LeakClass::OffHeap
             | LeakClass::RssRetained
-            | LeakClass::Plateau => true,
+            | LeakClass::Plateau
+            | LeakClass::RssGrowth => true,
             LeakClass::Churn | LeakClass::Bounded | LeakClass::None => false,
         }
     }
@@ -79,7 +86,7 @@ impl fmt::Display for LeakClass {
 
 /// A name that is not a class.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown leak class `{0}` (retention, task-leak, off-heap, rss-retained, plateau, churn, bounded, none)")]
+#[error("unknown leak class `{0}` (retention, task-leak, off-heap, rss-retained, plateau, rss-growth, churn, bounded, none)")]
 pub struct UnknownClass(pub String);
 
 impl FromStr for LeakClass {

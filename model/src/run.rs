@@ -207,6 +207,10 @@ pub struct Sample {
     pub proc: Option<ProcReading>,
     #[serde(default)]
     pub cgroup: Option<CgroupReading>,
+    /// Values scraped from the target's Prometheus exposition (`--metrics`),
+    /// by series name: for targets that are not leaklab services.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<BTreeMap<String, f64>>,
     /// Why `memory` is missing, when it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

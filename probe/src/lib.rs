@@ -80,6 +80,46 @@ pub fn is_alive(pid: u32) -> bool {
     }
 }
 
+/// Whether `pid` holds a socket listening on TCP `port` (IPv4 or IPv6):
+/// a `LISTEN` entry for the port in the pid's network namespace whose inode
+/// is one of the pid's open files. Tells a pid that serves a URL from one
+/// that does not.
+pub fn listens_on(pid: u32, port: u16) -> io::Result<bool> {
+    let dir = Pid::Of(pid).dir();
+    let mut inodes = std::collections::HashSet::new();
+    for entry in fs::read_dir(dir.join("fd"))? {
+        if let Ok(link) = fs::read_link(entry?.path()) {
+            let link = link.to_string_lossy().into_owned();
+            if let Some(inode) = link
+                .strip_prefix("socket:[")
+                .and_then(|s| s.strip_suffix(']'))
+            {
+                inodes.insert(inode.to_owned());
+            }
+        }
+    }
+    for table in ["net/tcp", "net/tcp6"] {
+        let Ok(text) = fs::read_to_string(dir.join(table)) else {
+            continue;
+        };
+        if listening_inodes(&text, port).any(|inode| inodes.contains(inode)) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Inodes of the `LISTEN` (state `0A`) sockets on `port` in a
+/// `/proc/net/tcp{,6}` table.
+fn listening_inodes(table: &str, port: u16) -> impl Iterator<Item = &str> {
+    let want = format!("{port:04X}");
+    table.lines().skip(1).filter_map(move |line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let local_port = cols.get(1)?.rsplit(':').next()?;
+        (local_port == want && cols.get(3) == Some(&"0A")).then(|| cols.get(9).copied())?
+    })
+}
+
 /// One mapping of an smaps summary.
 #[derive(Clone, Debug, Serialize)]
 pub struct Mapping {
@@ -280,6 +320,17 @@ pub fn cgroup_memory_at(root: &Path, membership: &str) -> Option<CgroupMemory> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_listening_socket_is_found_by_port_and_inode() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert!(listens_on(std::process::id(), port).unwrap());
+        drop(listener);
+        assert!(!listens_on(std::process::id(), port).unwrap());
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0\n";
+        assert_eq!(listening_inodes(table, 8080).collect::<Vec<_>>(), ["4242"]);
+    }
 
     #[test]
     fn own_rss_and_fds_are_readable_and_positive() {

@@ -27,6 +27,7 @@ pub async fn memory_artifact(control: &Control, out: &Path, f: &Finding) -> Resu
             f.component.as_deref().unwrap_or("?")
         ),
         LeakClass::Plateau
+        | LeakClass::RssGrowth
         | LeakClass::Retention
         | LeakClass::TaskLeak
         | LeakClass::OffHeap

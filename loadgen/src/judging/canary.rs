@@ -224,6 +224,7 @@ mod tests {
             memory: None,
             proc: None,
             cgroup: None,
+            metrics: None,
             error: None,
         };
         let samples: Vec<Sample> = [5.0, 12.0, 30.0, 40.0].into_iter().map(s).collect();

@@ -14,6 +14,8 @@
 //! - [`stats`]: Theil–Sen, Mann–Kendall and helpers.
 //! - [`signals`]: the series in the samples and their fits.
 //! - `classify`: the class from the fits.
+//! - `outside`: the verdict for a target seen only from outside (RSS and
+//!   named series, no allocator statistics).
 //! - [`oom`]: time to OOM, and the kill predicted from cgroup usage.
 //! - [`truth`]: the ground-truth check against the catalogue.
 //! - [`canary`]: a baseline and a canary compared.
@@ -21,6 +23,7 @@
 pub mod canary;
 mod classify;
 pub mod oom;
+mod outside;
 pub mod signals;
 pub mod stats;
 pub mod truth;
@@ -43,6 +46,11 @@ pub fn judge(samples: &[Sample], catalogue: &Catalogue, limit: Option<u64>) -> J
     let series = signals::series(samples);
     let signals = signals::fits(&series);
     let limit = limit.or_else(|| samples.iter().rev().find_map(|s| s.cgroup_limit()));
+    if !signals.contains_key("allocated") {
+        if let Some(verdict) = outside::judge_outside(&series, &signals, limit) {
+            return Judged { signals, verdict };
+        }
+    }
     if signals.get("allocated").is_none_or(|f| f.n < 8) {
         let verdict = Verdict {
             leak: false,
@@ -112,6 +120,7 @@ mod tests {
                         maps: 45,
                     }),
                     cgroup: None,
+                    metrics: None,
                     error: None,
                 }
             })

@@ -10,6 +10,7 @@ use leaklab_model::{Catalogue, LeakClass};
 
 use super::stats::{mad_sigma, mann_kendall, median, theil_sen, thin};
 use crate::human::MIB;
+use crate::target::metrics::RESIDENT;
 
 /// Points fed to the O(n²) statistics at most.
 const MAX_POINTS: usize = 1024;
@@ -112,9 +113,23 @@ pub fn series(samples: &[Sample]) -> BTreeMap<String, Series> {
         s.phases.push(phase);
     };
     for s in samples {
+        for (name, v) in s.metrics.iter().flatten() {
+            let kind = if name.ends_with("_bytes") {
+                Kind::Bytes
+            } else {
+                Kind::Count
+            };
+            push(&format!("metrics.{name}"), kind, s.t, s.phase, *v);
+        }
         let Some(m) = &s.memory else {
+            // Seen from outside: /proc first, else the exposition's resident memory.
+            let resident = s.metrics.as_ref().and_then(|m| m.get(RESIDENT).copied());
+            if let Some(rss) = s.proc.as_ref().map(|p| p.rss as f64).or(resident) {
+                push("rss", Kind::Bytes, s.t, s.phase, rss);
+            }
             if let Some(p) = &s.proc {
-                push("rss", Kind::Bytes, s.t, s.phase, p.rss as f64);
+                push("open_fds", Kind::Count, s.t, s.phase, p.open_fds as f64);
+                push("maps", Kind::Count, s.t, s.phase, p.maps as f64);
             }
             continue;
         };

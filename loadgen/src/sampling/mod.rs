@@ -25,6 +25,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::Progress;
+use crate::target::metrics::MetricsSource;
 use crate::target::spawn::ExitProbe;
 use crate::target::Control;
 
@@ -80,6 +81,11 @@ pub struct SamplerConfig {
     pub tap: Option<UnboundedSender<Sample>>,
     /// Ends the sampling early; the log so far is returned.
     pub cancel: CancellationToken,
+    /// The target is not a leaklab service: no `/debug/memory` to read; it
+    /// is alive while its pid is (or its exposition answers).
+    pub external: bool,
+    /// A Prometheus exposition sampled with every sample.
+    pub metrics: Option<MetricsSource>,
 }
 
 impl SamplerConfig {
@@ -97,6 +103,8 @@ impl SamplerConfig {
             watch_death: true,
             tap: None,
             cancel: CancellationToken::new(),
+            external: false,
+            metrics: None,
         }
     }
 }
@@ -162,9 +170,20 @@ pub async fn take(
             pid.and_then(|pid| leaklab_probe::cgroup_memory(Pid::Of(pid)))
                 .map(cgroup_reading)
         });
-    let (memory, error) = match control.memory().await {
-        Ok(m) => (Some(m), None),
-        Err(e) => (None, Some(e.to_string())),
+    let (metrics, metrics_error) = match &cfg.metrics {
+        Some(source) => match source.scrape().await {
+            Ok(m) => (Some(m), None),
+            Err(e) => (None, Some(format!("{}: {e}", source.url))),
+        },
+        None => (None, None),
+    };
+    let (memory, error) = if cfg.external {
+        (None, metrics_error)
+    } else {
+        match control.memory().await {
+            Ok(m) => (Some(m), None),
+            Err(e) => (None, Some(e.to_string())),
+        }
     };
     Sample {
         t,
@@ -174,6 +193,7 @@ pub async fn take(
         memory,
         proc,
         cgroup,
+        metrics,
         error,
     }
 }
@@ -215,7 +235,14 @@ pub async fn run(
             .load(Ordering::Relaxed)
             .saturating_sub(requests);
         let sample = take(&control, &cfg, t, phase, requests, in_flight).await;
-        let unreachable = sample.memory.is_none();
+        let unreachable = if cfg.external {
+            // Outside view only: gone when its pid is, or when its exposition
+            // (the only thing read from it) stops answering.
+            cfg.pid.is_some_and(|p| !leaklab_probe::is_alive(p))
+                || (cfg.pid.is_none() && sample.metrics.is_none())
+        } else {
+            sample.memory.is_none()
+        };
         if let Some(f) = file.as_mut() {
             jsonl::append(f, &sample)?;
         }
@@ -272,6 +299,7 @@ mod tests {
             memory: None,
             proc: None,
             cgroup: None,
+            metrics: None,
             error: None,
         }
     }

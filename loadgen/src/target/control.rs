@@ -169,8 +169,10 @@ impl Control {
     pub async fn wait_ready(&self, within: Duration) -> Result<()> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
+            // Any HTTP answer means the server is up: a service that is not
+            // leaklab's may have no /healthz (404).
             match self.send(Method::GET, "/healthz", None).await {
-                Ok(_) => return Ok(()),
+                Ok(_) | Err(ControlError::Status { .. }) => return Ok(()),
                 Err(e) if tokio::time::Instant::now() >= deadline => {
                     bail!(
                         "{} did not become ready within {within:?}: {e}",

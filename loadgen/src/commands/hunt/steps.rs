@@ -178,6 +178,7 @@ fn why(f: &Finding) -> String {
             "memory rose once and stays while the component's length fell: a high-water mark"
                 .to_owned()
         }
+        LeakClass::RssGrowth => "RSS climbs".to_owned(),
         LeakClass::Churn | LeakClass::Bounded | LeakClass::None => format!("class {}", f.class),
     }
 }
@@ -289,7 +290,7 @@ pub(super) async fn take_artifacts(
                 artifacts::tasks::task_artifact(t.control, &opts.out, &f, opts.await_dump).await?
             }
             LeakClass::OffHeap => artifacts::smaps::offheap_artifact(t.pid, &opts.out, &f)?,
-            LeakClass::RssRetained | LeakClass::Plateau => {
+            LeakClass::RssRetained | LeakClass::Plateau | LeakClass::RssGrowth => {
                 artifacts::memory::memory_artifact(t.control, &opts.out, &f).await?
             }
             LeakClass::Churn | LeakClass::Bounded | LeakClass::None => Artifact::default(),

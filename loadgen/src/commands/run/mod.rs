@@ -92,6 +92,16 @@ pub struct RunOpts {
     /// The target's pid, for independent /proc and cgroup reads.
     #[arg(long)]
     pub pid: Option<u32>,
+    /// A Prometheus exposition to sample beside /proc (e.g.
+    /// http://127.0.0.1:9100/metrics): for targets that are not leaklab
+    /// services. Default there: the target's own /metrics when it answers
+    /// Prometheus text. Its `process_resident_memory_bytes` is kept when present.
+    #[arg(long, value_name = "URL")]
+    pub metrics: Option<String>,
+    /// A series of that exposition to sample and judge (repeatable), e.g. a
+    /// cache's entry count; it must exist in the first scrape.
+    #[arg(long = "metric", value_name = "NAME")]
+    pub metric_names: Vec<String>,
     /// Directory for samples.jsonl, summary.json, report.html and plots.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -127,6 +137,8 @@ impl RunOpts {
             (None, None) => Workload::All,
         };
         RunPlan {
+            metrics: self.metrics.clone(),
+            metric_names: self.metric_names.clone(),
             pid: self.pid,
             rate: self.rate,
             duration: self.duration,

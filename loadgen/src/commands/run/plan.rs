@@ -123,6 +123,10 @@ pub struct RunPlan {
     pub quiet: bool,
     /// Samples taken before the load starts, for the floor.
     pub baseline: Duration,
+    /// A Prometheus exposition to sample (`--metrics`).
+    pub metrics: Option<String>,
+    /// Its series to keep (`--metric`).
+    pub metric_names: Vec<String>,
 }
 
 impl RunPlan {
@@ -145,6 +149,8 @@ impl RunPlan {
             out: None,
             quiet: false,
             baseline: BASELINE,
+            metrics: None,
+            metric_names: Vec::new(),
         }
     }
 

@@ -11,8 +11,9 @@ use super::plan::{RunPlan, SpawnLeaks, TargetPlan, Workload};
 use crate::args::RateArg;
 use crate::engine::{Rate, Unit};
 use crate::errors::{find_scenario, UsageError};
+use crate::target::metrics::MetricsSource;
 use crate::target::spawn::{self, Launch, Service};
-use crate::target::{Control, Target};
+use crate::target::{Control, ControlError, Target};
 
 /// Default triggering requests per second (`--rate auto`), before the
 /// leak-budget cap.
@@ -32,6 +33,10 @@ pub struct Prepared {
     pub caps: Vec<Option<u64>>,
     pub rate: Rate,
     pub pid: Option<u32>,
+    /// Not a leaklab service: sampled from outside only.
+    pub external: bool,
+    /// The Prometheus exposition sampled beside /proc, if any.
+    pub metrics: Option<MetricsSource>,
 }
 
 /// Sets the run up.
@@ -50,13 +55,28 @@ pub async fn prepare(plan: &RunPlan) -> Result<Prepared> {
     let control = Control::new(&target);
     let ready_within = Duration::from_secs(if service.is_some() { 10 } else { 2 });
     control.wait_ready(ready_within).await?;
-    let catalogue = match control.catalogue().await {
-        Ok(c) => c,
-        Err(e) if !matches!(plan.workload, Workload::Path(_)) => {
-            return Err(anyhow::anyhow!("reading the target's catalogue: {e}"))
+    // A target with no /debug/memory is not a leaklab service: it is
+    // sampled from outside (its pid's /proc, its cgroup, its /metrics).
+    let external = matches!(
+        control.memory().await,
+        Err(ControlError::Status { .. } | ControlError::Json { .. })
+    );
+    if let Some(pid) = plan.pid {
+        check_pid(pid, &target)?;
+    }
+    let catalogue = if external {
+        check_external(plan)?;
+        Catalogue::default()
+    } else {
+        match control.catalogue().await {
+            Ok(c) => c,
+            Err(e) if !matches!(plan.workload, Workload::Path(_)) => {
+                return Err(anyhow::anyhow!("reading the target's catalogue: {e}"))
+            }
+            Err(_) => Catalogue::default(),
         }
-        Err(_) => Catalogue::default(),
     };
+    let metrics = open_metrics(plan, &target, external).await?;
     let (scenario, picked) = pick(&plan.workload, &catalogue)?;
     let units: Vec<Unit> = match &plan.workload {
         Workload::Path(p) => vec![Unit::get(p)?],
@@ -90,7 +110,90 @@ pub async fn prepare(plan: &RunPlan) -> Result<Prepared> {
         caps: caps(&picked, budget, plan.duration),
         rate,
         pid,
+        external,
+        metrics,
     })
+}
+
+/// `pid` must be alive and, when it shares our network namespace and the
+/// target is local, hold the target's listening socket: samples of another
+/// process would judge the wrong program.
+fn check_pid(pid: u32, target: &Target) -> Result<()> {
+    if !leaklab_probe::is_alive(pid) {
+        return Err(UsageError(format!("--pid {pid}: no such running process")).into());
+    }
+    let same_netns = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok()
+        == std::fs::read_link("/proc/self/ns/net").ok();
+    let port = target
+        .base
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse::<u16>().ok());
+    if let (true, Some(port)) = (same_netns, port) {
+        if let Ok(false) = leaklab_probe::listens_on(pid, port) {
+            return Err(UsageError(format!(
+                "--pid {pid} does not listen on port {port}: it is not {}'s process",
+                target.base
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// What a target that is not a leaklab service needs: a `--path` template
+/// (it has no catalogue) and something to sample (`--pid` or `--metrics`).
+fn check_external(plan: &RunPlan) -> Result<()> {
+    if !matches!(plan.workload, Workload::Path(_)) {
+        return Err(UsageError(
+            "the target has no /debug/memory and no catalogue (not a leaklab service): \
+             load it with --path TEMPLATE (e.g. --path '/k/{key}') instead of --scenario"
+                .into(),
+        )
+        .into());
+    }
+    if plan.pid.is_none() && plan.metrics.is_none() {
+        return Err(UsageError(
+            "the target has no /debug/memory (not a leaklab service): give --pid PID \
+             (its /proc and cgroup are read) and/or --metrics URL"
+                .into(),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// `--metrics` checked, or the target's own /metrics for an external target
+/// when it answers Prometheus text.
+async fn open_metrics(
+    plan: &RunPlan,
+    target: &Target,
+    external: bool,
+) -> Result<Option<MetricsSource>> {
+    let access = match &plan.target {
+        TargetPlan::Url { access, .. } => access.clone(),
+        TargetPlan::Spawn { token, .. } => crate::target::AccessOpts {
+            token: token.clone(),
+            allow_remote: false,
+        },
+    };
+    match &plan.metrics {
+        Some(url) => Ok(Some(
+            MetricsSource::open(url, &access, &plan.metric_names).await?,
+        )),
+        // `--metric` alone: the target's own /metrics.
+        None if !plan.metric_names.is_empty() => {
+            let url = format!("{}/metrics", target.base);
+            Ok(Some(
+                MetricsSource::open(&url, &access, &plan.metric_names).await?,
+            ))
+        }
+        None if external => {
+            let url = format!("{}/metrics", target.base);
+            Ok(MetricsSource::open(&url, &access, &[]).await.ok())
+        }
+        None => Ok(None),
+    }
 }
 
 /// The target: a child of ours started as the plan says, or the URL given.

@@ -78,6 +78,8 @@ impl Session {
             watch_death: !hooks.own_death_watch,
             tap: hooks.tap,
             cancel: cancel.clone(),
+            external: p.external,
+            metrics: p.metrics.clone(),
             ..SamplerConfig::new(plan.sample_interval, plan.warmup, plan.duration)
         };
         let sampler = tokio::spawn(sampling::run(
