@@ -91,7 +91,15 @@ async fn fixed_batch_gives_its_pages_back() {
         "RSS grew {rss} bytes after a purged job"
     );
     assert!(heap.abs() < 4 * MIB, "allocated moved {heap} bytes");
-    assert_eq!(run.after["components"]["batch_arena_unused_bytes"], 0);
+    // Purged: at most the few pages the worker dirtied after the purge (one
+    // 4 KiB page was seen under CI load), against 256 MiB on the leaky path.
+    let unused = run.after["components"]["batch_arena_unused_bytes"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        unused < MIB as u64,
+        "the arena still holds {unused} freed bytes"
+    );
 }
 
 #[tokio::test]
