@@ -272,10 +272,13 @@ fn init_tracing() {
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     // Colour only on a terminal: logs in files (loadgen's service.log) stay plain.
+    // RUST_LOG filters the log only (a per-layer filter): the console layer
+    // below must see tokio's task spans whatever RUST_LOG says.
     let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    let registry = tracing_subscriber::registry().with(filter).with(fmt);
+        .with_writer(std::io::stderr)
+        .with_filter(filter);
+    let registry = tracing_subscriber::registry().with(fmt);
     #[cfg(feature = "console")]
     let registry = registry.with(console_subscriber::spawn());
     registry.init();
