@@ -160,6 +160,30 @@ impl Service {
         unsafe { libc::kill(self.child.id() as i32, signal) };
     }
 
+    /// Stops the service's process (SIGSTOP) and waits until the kernel says
+    /// it is stopped: the signal is asynchronous, and a request sent right
+    /// after it could still be answered.
+    pub fn freeze(&self) {
+        self.signal(libc::SIGSTOP);
+        let stat = format!("/proc/{}/stat", self.child.id());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            let state = std::fs::read_to_string(&stat).unwrap_or_default();
+            // The state letter follows the parenthesised command name.
+            if state
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('T')
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        panic!("pid {} did not stop within 5 s of SIGSTOP", self.child.id());
+    }
+
     /// Waits up to `within` for the service to exit; its exit code (`None`
     /// when killed by a signal), or `Err` naming how long it was given.
     pub fn wait_exit(&mut self, within: Duration) -> Result<Option<i32>, String> {

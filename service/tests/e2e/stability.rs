@@ -130,7 +130,7 @@ async fn a_second_sigterm_ends_a_held_up_shutdown_at_once() {
 #[should_panic(expected = "GET /healthz did not answer within 2s")]
 async fn a_request_that_never_answers_fails_the_test_naming_the_route() {
     let svc = Service::start(&[]).with_request_timeout(Duration::from_secs(2));
-    svc.signal(libc::SIGSTOP);
+    svc.freeze();
     let _ = svc.get("/healthz").await;
 }
 
@@ -141,7 +141,7 @@ async fn a_request_that_never_answers_fails_the_test_naming_the_route() {
 #[ignore = "fails by design: shows how a hung request fails the suite"]
 async fn deliberately_hung_request_fails_the_suite_in_minutes() {
     let svc = Service::start(&[]);
-    svc.signal(libc::SIGSTOP);
+    svc.freeze();
     let _ = svc.get("/debug/tasks").await;
     let _ = Method::GET;
 }
