@@ -54,7 +54,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use commands::{bench, canary, grade, hunt, judge, oom, run, scenarios};
+use commands::{bench, canary, grade, hunt, judge, oom, rules, run, scenarios};
 pub use errors::{exit, UsageError};
 
 /// Memory-leak load generator for leaklab services.
@@ -92,6 +92,10 @@ pub enum Command {
     /// Grade an answer to a mystery (`leaklab-service --mystery SEED`) and reveal it
     /// (exit 0 when right and complete, 5 when not).
     Grade(grade::GradeOpts),
+    /// Write Prometheus alerting rules for memory burn and time-to-OOM that encode the
+    /// same judgement (slope over a window, warm-up excluded, still climbing, a limit),
+    /// and with --test a `promtool test rules` file (a leak fires, bounded and churn don't).
+    Rules(rules::RulesOpts),
 }
 
 /// Runs the parsed command and maps the result to an exit code.
@@ -132,6 +136,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Bench(opts) => bench::execute(&opts).await,
         Command::Judge(opts) => judge::execute(&opts),
         Command::Grade(opts) => grade::execute(&opts),
+        Command::Rules(opts) => rules::execute(&opts),
     }
 }
 

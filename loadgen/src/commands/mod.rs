@@ -8,6 +8,7 @@
 //! - [`oom`]: `loadgen oom`, a leak run under a memory limit to the kill.
 //! - [`grade`]: `loadgen grade`, an answer to a mystery graded and revealed.
 //! - [`judge`]: `loadgen judge`, a recorded `samples.jsonl` judged again.
+//! - [`rules`]: `loadgen rules`, the judgement as Prometheus alerting rules.
 //! - [`scenarios`]: `loadgen scenarios`, the target's catalogue.
 //! - [`bench`]: `loadgen bench oha`, loadgen against oha at max rate.
 
@@ -17,5 +18,6 @@ pub mod grade;
 pub mod hunt;
 pub mod judge;
 pub mod oom;
+pub mod rules;
 pub mod run;
 pub mod scenarios;
