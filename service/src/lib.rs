@@ -21,6 +21,7 @@
 
 pub mod app;
 pub mod budget;
+#[macro_use]
 pub mod catalogue;
 pub mod cli;
 pub mod components;

@@ -2,17 +2,17 @@
 //! repository.
 //!
 //! The ids come from their source of truth, the `scenario_ids! { Variant =>
-//! "id", "leak-id", ... }` block in `service/src/catalogue.rs`, read as Rust
-//! tokens (the service is not built). Each id needs:
+//! "id", "leak-id", ... }` block in `service/src/components/mod.rs` (beside
+//! each scenario's registration), read as Rust tokens (the service is not
+//! built). Each id needs:
 //!
 //! | what | where |
 //! |---|---|
 //! | a leak guard | `guards! { id_snake => ...::ScenarioId::Variant, ... }` in `service/tests/guards/main.rs` |
 //! | a write-up | `fixes/<id>.md` |
-//! | its line in the Scenarios list | ``- `<id>`: ...`` under `## Scenarios` in `service/README.md` |
 //! | its catalogue snapshot entry | `loadgen/tests/data/catalogue.json` |
 //! | its Cargo feature | `leak-<id>` under `[features]` in `service/Cargo.toml` |
-//! | its docs section | a heading with `` `<id>` `` in `docs/catalogue.md` |
+//! | its docs section (the catalogue's README) | a heading with `` `<id>` `` in `docs/catalogue.md` |
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -26,9 +26,8 @@ use syn::{Ident, LitStr, Token};
 use super::Findings;
 use crate::json;
 
-const CATALOGUE_RS: &str = "service/src/catalogue.rs";
+const CATALOGUE_RS: &str = "service/src/components/mod.rs";
 const GUARDS: &str = "service/tests/guards/main.rs";
-const SERVICE_README: &str = "service/README.md";
 const SNAPSHOT: &str = "loadgen/tests/data/catalogue.json";
 const SERVICE_TOML: &str = "service/Cargo.toml";
 const DOCS: &str = "docs/catalogue.md";
@@ -77,7 +76,7 @@ fn syn_error(err: syn::Error) -> String {
 }
 
 /// Parses the `scenario_ids! { Variant => "id", "leak-id", ... }` block of
-/// `service/src/catalogue.rs`; an error says what is wrong with it.
+/// `service/src/components/mod.rs`; an error says what is wrong with it.
 pub fn parse_scenario_ids(source: &str) -> Result<Vec<ScenarioIdEntry>, String> {
     let body = macro_body(source, "scenario_ids")?;
     let parse = |input: ParseStream<'_>| {
@@ -134,19 +133,6 @@ pub fn parse_guards(source: &str) -> Result<Vec<GuardEntry>, String> {
         .map_err(|e| format!("guards! block, {}", syn_error(e)))
 }
 
-/// The ids listed as ``- `<id>`: ...`` under `## Scenarios` in a README.
-pub fn readme_ids(readme: &str) -> Result<BTreeSet<String>, String> {
-    let mut lines = readme.lines().skip_while(|l| l.trim() != "## Scenarios");
-    if lines.next().is_none() {
-        return Err("no `## Scenarios` section".to_owned());
-    }
-    Ok(lines
-        .take_while(|l| !l.starts_with("## "))
-        .filter_map(|l| l.strip_prefix("- `")?.split_once("`:"))
-        .map(|(id, _)| id.to_owned())
-        .collect())
-}
-
 /// Whether a markdown document has a heading that names `` `id` ``.
 pub fn has_heading(doc: &str, id: &str) -> bool {
     let quoted = format!("`{id}`");
@@ -168,7 +154,6 @@ fn features(manifest: &str) -> Result<BTreeSet<String>, String> {
 /// source that cannot be read is one problem, not one per scenario.
 struct Sources {
     guards: Result<Vec<GuardEntry>, String>,
-    readme: Result<BTreeSet<String>, String>,
     snapshot: Result<BTreeSet<String>, String>,
     features: Result<BTreeSet<String>, String>,
     docs: Result<String, String>,
@@ -185,7 +170,6 @@ impl Sources {
             .map_err(|e| format!("{e:#}"));
         Sources {
             guards: read(root, GUARDS).and_then(|s| parse_guards(&s)),
-            readme: read(root, SERVICE_README).and_then(|s| readme_ids(&s)),
             snapshot,
             features: read(root, SERVICE_TOML).and_then(|s| features(&s)),
             docs: read(root, DOCS),
@@ -196,7 +180,6 @@ impl Sources {
     fn unreadable(&self) -> Vec<String> {
         let errors = [
             (GUARDS, self.guards.as_ref().err()),
-            (SERVICE_README, self.readme.as_ref().err()),
             (SNAPSHOT, self.snapshot.as_ref().err()),
             (SERVICE_TOML, self.features.as_ref().err()),
             (DOCS, self.docs.as_ref().err()),
@@ -227,11 +210,6 @@ fn missing(root: &Path, entry: &ScenarioIdEntry, sources: &Sources) -> Vec<Strin
     if !root.join("fixes").join(format!("{id}.md")).is_file() {
         missing.push(format!(
             "no write-up: create fixes/{id}.md (see fixes/README.md; `cargo ci prove --only {id}` writes its proof)"
-        ));
-    }
-    if sources.readme.as_ref().is_ok_and(|ids| !ids.contains(id)) {
-        missing.push(format!(
-            "no line in {SERVICE_README}'s Scenarios list: add one starting \"- `{id}`: \""
         ));
     }
     if sources.snapshot.as_ref().is_ok_and(|ids| !ids.contains(id)) {
@@ -376,11 +354,7 @@ mod tests {
     }
 
     #[test]
-    fn readme_ids_come_from_the_scenarios_section_only() {
-        let readme = "# s\n- `early`: not a scenario\n## Scenarios\n\nOne line each.\n\n- `churn`: x\n- `task-leak`: y\n## Next\n- `late`: z\n";
-        let ids = readme_ids(readme).unwrap();
-        assert_eq!(ids.into_iter().collect::<Vec<_>>(), ["churn", "task-leak"]);
-        assert!(readme_ids("# no section\n").is_err());
+    fn a_docs_section_is_a_heading_naming_the_id() {
         assert!(has_heading(
             "## x\n### 14. `churn` (negative control)\n",
             "churn"
@@ -397,7 +371,6 @@ mod tests {
                 "//! c\nscenario_ids! {\n A => \"a\", \"leak-a\",\n B => \"b\", \"leak-b\",\n}\n",
             ),
             (GUARDS, "//! g\nguards! {\n a => ScenarioId::A,\n}\n"),
-            (SERVICE_README, "# s\n## Scenarios\n- `a`: the a leak\n"),
             (
                 SNAPSHOT,
                 r#"[{"id": "a", "class": "retention", "recipe": [{"method": "GET", "path": "/a"}]}]"#,
@@ -429,17 +402,10 @@ mod tests {
             problem.starts_with("b:\n- no leak guard: add `b => "),
             "{problem}"
         );
-        for file in [
-            GUARDS,
-            "fixes/b.md",
-            SERVICE_README,
-            SNAPSHOT,
-            SERVICE_TOML,
-            DOCS,
-        ] {
+        for file in [GUARDS, "fixes/b.md", SNAPSHOT, SERVICE_TOML, DOCS] {
             assert!(problem.contains(file), "{file} not named in {problem}");
         }
-        assert_eq!(problem.lines().count(), 7, "{problem}");
+        assert_eq!(problem.lines().count(), 6, "{problem}");
     }
 
     #[test]

@@ -6,7 +6,10 @@
 //! and each carries a comment naming what is retained and by whom.
 //!
 //! Adding a scenario is: a module here (its [`Component`] impl and its
-//! `scenario()` entry), one line in [`build`] and one arm in [`scenario`].
+//! `scenario()` entry), and in this file its id in the [`ScenarioId`] list,
+//! one line in [`build`] and one arm in [`scenario`]. Then its Cargo feature,
+//! its guard, its docs section and its catalogue snapshot entry; `cargo ci
+//! tidy` lists whatever is missing.
 
 use std::sync::Arc;
 
@@ -15,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::budget::LeakBudget;
-use crate::catalogue::{Scenario, ScenarioId};
+use crate::catalogue::Scenario;
 use crate::config::Config;
 use crate::flags::Flags;
 
@@ -75,6 +78,27 @@ pub trait Component: Send + Sync + 'static {
 
     /// Extra Prometheus exposition lines of its own (default: none).
     fn render_metrics(&self, _out: &mut String) {}
+}
+
+// Every scenario id, its Cargo feature, in catalogue order (the source of
+// truth `cargo ci tidy` reads).
+scenario_ids! {
+    UnboundedCache => "unbounded-cache", "leak-unbounded-cache",
+    SubslicePin => "subslice-pin", "leak-subslice-pin",
+    LapsedListener => "lapsed-listener", "leak-lapsed-listener",
+    ClosureCapture => "closure-capture", "leak-closure-capture",
+    ArcCycle => "arc-cycle", "leak-arc-cycle",
+    LabelCardinality => "label-cardinality", "leak-label-cardinality",
+    UnboundedQueue => "unbounded-queue", "leak-unbounded-queue",
+    PoolNoReset => "pool-no-reset", "leak-pool-no-reset",
+    TaskLeak => "task-leak", "leak-task-leak",
+    TimerPerRequest => "timer-per-request", "leak-timer-per-request",
+    OffheapMmap => "offheap-mmap", "leak-offheap-mmap",
+    RssRetained => "rss-retained", "leak-rss-retained",
+    MapNoShrink => "map-no-shrink", "leak-map-no-shrink",
+    Churn => "churn", "leak-churn",
+    BoundedCache => "bounded-cache", "leak-bounded-cache",
+    VecRegrowth => "vec-regrowth", "leak-vec-regrowth",
 }
 
 /// Builds every component. Order matters only for `wrap`: later wraps outermost.
