@@ -18,6 +18,8 @@
 //! - [`check`]: CI's expectations on one report (`cargo ci check hunt FILE ...`).
 //! - [`tidy`]: repository rules: every scenario complete, `//!` docs, no
 //!   tracked generated files, short functions, no module cycles.
+//! - [`lessons`]: every lesson's `check` blocks run, so the curriculum's
+//!   promises cannot rot.
 //!
 //! ```text
 //! cargo ci bisect [--releases ci/releases.toml] [--json]
@@ -27,6 +29,7 @@
 //! cargo ci soak-tasks [--mode census|await|both] [--services 4] [--requests 10] [--timeout 10s]
 //! cargo ci check hunt|bisect|oom|run|canary|memory FILE [EXPECTATIONS]...
 //! cargo ci tidy [--only scenarios|docs|generated|fn-length|cycles]... [--src DIR]... [--max-fn-lines 120]
+//! cargo ci lessons [--only NN]... [--list] [--dry-run] [--timeout 120s] [--quick]
 //! ```
 
 use std::path::PathBuf;
@@ -44,6 +47,7 @@ pub mod build;
 pub mod check;
 pub mod guards;
 pub mod json;
+pub mod lessons;
 pub mod measure;
 pub mod plot;
 pub mod process;
@@ -93,6 +97,11 @@ pub enum Task {
     /// module cycles. Exits 1 listing every problem.
     #[command(long_about = tidy::LONG_ABOUT)]
     Tidy(tidy::TidyOpts),
+    /// Run every lesson's `check` blocks (docs/lessons/NN-*.md) against
+    /// freshly built release binaries: a PASS/FAIL line per block, then
+    /// `lessons: N passed, M failed`. Exits 1 when any failed.
+    #[command(long_about = lessons::LONG_ABOUT)]
+    Lessons(lessons::LessonsOpts),
 }
 
 /// Options of `cargo ci soak-tasks`.

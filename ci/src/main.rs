@@ -4,8 +4,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use leaklab_ci::{
-    check, print_table, run_bench_profiling, run_bisect, run_guards, run_prove, run_soak, tidy,
-    Cli, Task,
+    check, lessons, print_table, run_bench_profiling, run_bisect, run_guards, run_prove, run_soak,
+    tidy, Cli, Task,
 };
 
 fn main() -> ExitCode {
@@ -38,6 +38,11 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Task::Tidy(opts) => match tidy::run(opts) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(e) => Err(e),
+        },
+        Task::Lessons(opts) => match lessons::run(opts) {
             Ok(true) => Ok(()),
             Ok(false) => return ExitCode::FAILURE,
             Err(e) => Err(e),
