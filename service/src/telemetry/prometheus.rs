@@ -168,9 +168,9 @@ fn components(report: &MemoryReport, out: &mut String) {
 /// The leak flags (every one, 0 or 1) and what each leaky path retained.
 /// Left out in mystery mode: they would give the answer away.
 fn leaks(report: &MemoryReport, out: &mut String) {
-    if report.leaks_on.is_none() {
+    let Some(on) = report.leaks_on.as_deref() else {
         return;
-    }
+    };
     let _ = writeln!(out, "# HELP leaklab_leak_retained_bytes Bytes a scenario's leaky path has retained and not released (its leak budget's use).\n# TYPE leaklab_leak_retained_bytes gauge");
     for (id, state) in report.budget.iter().flatten() {
         let _ = writeln!(
@@ -179,7 +179,6 @@ fn leaks(report: &MemoryReport, out: &mut String) {
             state.retained_bytes
         );
     }
-    let on = report.leaks_on.as_deref().unwrap_or_default();
     let _ = writeln!(out, "# HELP leaklab_leak_enabled 1 when a scenario's leaky path is switched on, 0 when its fixed path runs.\n# TYPE leaklab_leak_enabled gauge");
     for id in ScenarioId::ALL {
         let enabled = on.contains(&id.as_str());

@@ -124,12 +124,8 @@ fn check_pid(pid: u32, target: &Target) -> Result<()> {
     }
     let same_netns = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok()
         == std::fs::read_link("/proc/self/ns/net").ok();
-    let port = target
-        .base
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.trim_end_matches('/').parse::<u16>().ok());
-    if let (true, Some(port)) = (same_netns, port) {
+    let port = target.addr.port();
+    if same_netns {
         if let Ok(false) = leaklab_probe::listens_on(pid, port) {
             return Err(UsageError(format!(
                 "--pid {pid} does not listen on port {port}: it is not {}'s process",
