@@ -18,6 +18,7 @@
 //! - [`check`]: CI's expectations on one report (`cargo ci check hunt FILE ...`).
 //! - [`tidy`]: repository rules: every scenario complete, `//!` docs, no
 //!   tracked generated files, short functions, no module cycles.
+//! - [`hunt_bench`]: the blind hunt over a sweep of graded mysteries.
 //! - [`lessons`]: every lesson's `check` blocks run, so the curriculum's
 //!   promises cannot rot.
 //!
@@ -29,6 +30,7 @@
 //! cargo ci soak-tasks [--mode census|await|both] [--services 4] [--requests 10] [--timeout 10s]
 //! cargo ci check hunt|bisect|oom|run|canary|memory FILE [EXPECTATIONS]...
 //! cargo ci tidy [--only scenarios|docs|generated|fn-length|cycles]... [--src DIR]... [--max-fn-lines 120]
+//! cargo ci hunt-bench [--from 100] [--count 20] [--min-none 5] [--rates 100,200,400]
 //! cargo ci lessons [--only NN]... [--list] [--dry-run] [--timeout 120s] [--quick]
 //! ```
 
@@ -46,6 +48,7 @@ pub mod bisect;
 pub mod build;
 pub mod check;
 pub mod guards;
+pub mod hunt_bench;
 pub mod json;
 pub mod lessons;
 pub mod measure;
@@ -102,6 +105,11 @@ pub enum Task {
     /// `lessons: N passed, M failed`. Exits 1 when any failed.
     #[command(long_about = lessons::LONG_ABOUT)]
     Lessons(lessons::LessonsOpts),
+    /// Benchmark (not a test): the blind hunt over a sweep of mysteries
+    /// (single leaks, pairs, triples and no-leak draws, at rates from half
+    /// to twice the default), each graded against its seed: precision,
+    /// recall, false alarms, wrong classes, median and worst time.
+    HuntBench(hunt_bench::HuntBenchOpts),
 }
 
 /// Options of `cargo ci soak-tasks`.

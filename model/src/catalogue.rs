@@ -109,6 +109,11 @@ pub struct Scenario {
     /// One line: what the fixed twin does instead.
     #[serde(default)]
     pub fixed_path: String,
+    /// The source file of the code that retains, as heap profiles name
+    /// allocation sites (`src/components/cache.rs`): where an allocation
+    /// site that grows points to.
+    #[serde(default)]
+    pub source: String,
 }
 
 impl Scenario {
@@ -138,6 +143,7 @@ impl Scenario {
             gauge: String::new(),
             leaky_path: String::new(),
             fixed_path: String::new(),
+            source: String::new(),
         }
     }
 

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 /// A verdict class. The first six are leaks; `churn` and `bounded` are the
 /// shapes that look like one and are not; `none` is a verdict with nothing to
 /// classify (a flat run, or too few samples).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum LeakClass {
     /// Live heap (`allocated`) and RSS climb; tasks flat.
@@ -32,6 +34,7 @@ pub enum LeakClass {
     /// Rises to a ceiling, then flat (no leak).
     Bounded,
     /// Nothing to classify.
+    #[default]
     None,
 }
 

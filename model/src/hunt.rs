@@ -22,6 +22,12 @@ pub struct HuntFinding {
     pub why: String,
     /// The retention path: who holds what, allocated where.
     pub path: String,
+    /// The route whose traffic triggers it (a blind hunt's differential step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    /// What showed it, one line each (a blind hunt's evidence).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<String>,
 }
 
 /// The re-measurement with the fixes on.
@@ -45,4 +51,19 @@ pub struct HuntReport {
     /// Path of `hunt.md`.
     pub markdown: String,
     pub elapsed_s: f64,
+    /// True for `loadgen hunt --blind`: `leaks` is empty, the findings come
+    /// from evidence only.
+    #[serde(default)]
+    pub blind: bool,
+    /// The mystery seed of a service the blind hunt started itself (for
+    /// `loadgen grade`); the hunt never reads what it turned on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mystery_seed: Option<u64>,
+    /// Whether the re-measurement with the named fixes on found the floor
+    /// flat; `None` when there was nothing to fix.
+    #[serde(default)]
+    pub fix_proven: Option<bool>,
+    /// What the hunt could not tell, or what cut its evidence short.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }

@@ -11,7 +11,7 @@ use crate::LeakClass;
 
 pub const SCHEMA: &str = "leaklab.run/v1";
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct RunSummary {
     pub schema: String,
     pub scenario: Option<String>,
@@ -30,7 +30,7 @@ pub struct RunSummary {
     pub notes: Vec<String>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct LoadSummary {
     /// Triggering requests per second asked for; null in max-rate mode.
     pub rate_target: Option<f64>,
@@ -84,7 +84,7 @@ pub struct SignalFit {
     pub rising: bool,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Finding {
     pub class: LeakClass,
     /// The catalogue component whose gauge moves with the signal.
@@ -95,7 +95,7 @@ pub struct Finding {
     pub burn_rate_bytes_per_h: Option<f64>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Verdict {
     pub leak: bool,
     pub class: LeakClass,
@@ -120,7 +120,7 @@ pub struct GroundTruth {
     pub error_pct: f64,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct SamplesInfo {
     pub taken: u64,
     pub kept: usize,
@@ -169,6 +169,10 @@ pub struct TargetMemory {
     pub pid: Option<u32>,
     #[serde(default)]
     pub leak_budget_bytes: Option<u64>,
+    /// How many scenarios have spent their leak budget (their leaky paths
+    /// stopped retaining): a climb after that point is cut off.
+    #[serde(default)]
+    pub budget_exhausted: u64,
 }
 
 /// A cgroup's memory, from the target or read independently.

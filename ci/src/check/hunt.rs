@@ -25,6 +25,10 @@ pub struct HuntCheck {
     /// The re-measurement with the fixes on must find no leak.
     #[arg(long)]
     pub fixed_flat: bool,
+    /// The hunt must have named leaks and proven its fix (`fix_proven: true`,
+    /// what exit code 3 means; 4 is "fix not proven").
+    #[arg(long)]
+    pub fix_proven: bool,
 }
 
 /// A finding expected: the scenario it is attributed to and its class.
@@ -98,7 +102,19 @@ impl Check for HuntCheck {
             checked.expect(met, format_args!("a finding {expected}"), &found_list);
         }
         if self.fixed_flat {
-            checked.expect(!after.leak, "no leak after the fix", after_line);
+            checked.expect(!after.leak, "no leak after the fix", &after_line);
+        }
+        if self.fix_proven {
+            let proven = match report.fix_proven {
+                Some(true) => "fix proven",
+                Some(false) => "fix not proven",
+                None => "nothing to fix",
+            };
+            checked.expect(
+                report.fix_proven == Some(true),
+                "leaks named and the fix proven",
+                proven,
+            );
         }
         checked
     }
@@ -121,6 +137,8 @@ mod tests {
             artifact: None,
             why: String::new(),
             path: String::new(),
+            route: None,
+            evidence: Vec::new(),
         }
     }
 
@@ -142,6 +160,10 @@ mod tests {
             report: "out/hunt/report.html".into(),
             markdown: "out/hunt/hunt.md".into(),
             elapsed_s: 90.0,
+            blind: false,
+            mystery_seed: None,
+            fix_proven: None,
+            notes: Vec::new(),
         }
     }
 
@@ -153,7 +175,28 @@ mod tests {
                 "task-leak:task-leak".parse().unwrap(),
             ],
             fixed_flat: true,
+            fix_proven: false,
         }
+    }
+
+    #[test]
+    fn fix_proven_needs_a_named_leak_and_a_proven_fix() {
+        let check = HuntCheck {
+            file: "out/ci-blind.json".into(),
+            expect: Vec::new(),
+            fixed_flat: false,
+            fix_proven: true,
+        };
+        let mut r = report(vec![finding("task-leak", LeakClass::TaskLeak)], false);
+        r.fix_proven = Some(true);
+        assert!(check.check(&r).passed());
+        r.fix_proven = Some(false);
+        assert_eq!(
+            check.check(&r).unmet,
+            ["expected leaks named and the fix proven, found fix not proven"]
+        );
+        r.fix_proven = None;
+        assert!(!check.check(&r).passed());
     }
 
     #[test]

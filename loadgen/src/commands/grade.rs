@@ -202,6 +202,8 @@ mod tests {
             artifact: None,
             why: String::new(),
             path: String::new(),
+            route: None,
+            evidence: Vec::new(),
         };
         let report = HuntReport {
             schema: "leaklab.hunt/v1".into(),
@@ -219,6 +221,10 @@ mod tests {
             report: String::new(),
             markdown: String::new(),
             elapsed_s: 0.0,
+            blind: false,
+            mystery_seed: None,
+            fix_proven: None,
+            notes: Vec::new(),
         };
         assert_eq!(answer_of(&report), ["task-leak", "cache:retention"]);
         let wrong = grade_answer(seed, &cat, &["churn".into()]);

@@ -35,7 +35,7 @@ pub fn slope(summary: &RunSummary, signal: &str) -> f64 {
 /// `hunt.md`: the findings, their retention paths, the proof after the fix.
 pub fn markdown(report: &HuntReport, leaky: &RunSummary, fixed: &RunSummary, limit: u64) -> String {
     let mut md = String::new();
-    let _ = writeln!(md, "# leaklab hunt: {}\n", report.leaks.join(" + "));
+    let _ = writeln!(md, "# leaklab hunt: {}\n", title(report));
     let _ = writeln!(
         md,
         "Leaky run: {:.0} triggering requests/s for {:.0} s; live heap {} -> {}; burn {}; time to OOM against {}: {}.\n",
@@ -65,6 +65,23 @@ pub fn markdown(report: &HuntReport, leaky: &RunSummary, fixed: &RunSummary, lim
             f.artifact.as_deref().unwrap_or("-")
         );
     }
+    if report.findings.iter().any(|f| !f.evidence.is_empty()) {
+        let _ = writeln!(md, "\n## Evidence\n");
+        for f in &report.findings {
+            let _ = writeln!(
+                md,
+                "- **{}** (route: {})",
+                f.scenario.as_deref().unwrap_or(f.class.as_str()),
+                f.route.as_deref().unwrap_or("?")
+            );
+            for e in &f.evidence {
+                let _ = writeln!(md, "  - {e}");
+            }
+        }
+    }
+    for note in &report.notes {
+        let _ = writeln!(md, "\nNote: {note}");
+    }
     let _ = writeln!(md, "\n## Retention paths\n");
     for f in &report.findings {
         let _ = writeln!(
@@ -86,6 +103,15 @@ pub fn markdown(report: &HuntReport, leaky: &RunSummary, fixed: &RunSummary, lim
     md
 }
 
+/// The hunt's title: the seeded pair, or "blind" and the mystery's seed.
+fn title(report: &HuntReport) -> String {
+    match (report.blind, report.mystery_seed) {
+        (true, Some(seed)) => format!("blind, mystery seed {seed}"),
+        (true, None) => "blind".to_owned(),
+        _ => report.leaks.join(" + "),
+    }
+}
+
 /// `report.html` in `out`: the markdown, the runs' plots, the heap profile
 /// when one was taken.
 pub fn html(
@@ -100,6 +126,16 @@ pub fn html(
         .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;");
+    let (leaky_dir, fixed_dir) = if report.blind {
+        let proof = if out.join("4-proof-2").exists() {
+            "4-proof-2"
+        } else {
+            "4-proof-1"
+        };
+        ("1-screen", proof)
+    } else {
+        ("1-leaky", "2-fixed")
+    };
     let flame = if out.join("heap-end.svg").exists() {
         "<h2>Heap profile (in-use, end of the leaky run)</h2><p><a href=\"heap-end.svg\">flamegraph</a> · <a href=\"heap-end.pb.gz\">pprof</a> · <a href=\"heap-diff.txt\">diff</a></p>"
     } else {
@@ -109,9 +145,9 @@ pub fn html(
         "<!doctype html><meta charset=\"utf-8\"><title>leaklab hunt</title>\
          <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}pre{{white-space:pre-wrap;background:#f6f6f6;padding:1em}}img{{max-width:100%}}</style>\
          <h1>leaklab hunt: {}</h1><pre>{escaped}</pre>\
-         <h2>Leaky run</h2><img src=\"1-leaky/memory.svg\"><img src=\"1-leaky/tasks.svg\"><p><a href=\"1-leaky/report.html\">full report</a></p>\
+         <h2>Leaky run</h2><img src=\"{leaky_dir}/memory.svg\"><img src=\"{leaky_dir}/tasks.svg\"><p><a href=\"{leaky_dir}/report.html\">full report</a></p>\
          {flame}\
-         <h2>With the fixes</h2><img src=\"2-fixed/memory.svg\"><img src=\"2-fixed/tasks.svg\"><p><a href=\"2-fixed/report.html\">full report</a></p>",
-        report.leaks.join(" + ")
+         <h2>With the fixes</h2><img src=\"{fixed_dir}/memory.svg\"><img src=\"{fixed_dir}/tasks.svg\"><p><a href=\"{fixed_dir}/report.html\">full report</a></p>",
+        title(report)
     )
 }

@@ -124,23 +124,28 @@ pub fn build(ctx: &Ctx) -> Vec<Arc<dyn Component>> {
     ]
 }
 
-/// The catalogue entry for `id`, from the module that implements it.
+/// The catalogue entry for `id`, from the module that implements it, with
+/// that module's source file (what heap profiles name).
 pub fn scenario(id: ScenarioId, config: &Config) -> Scenario {
-    match id {
-        ScenarioId::UnboundedCache | ScenarioId::BoundedCache => cache::scenario(id, config),
-        ScenarioId::TaskLeak => fanout::scenario(config),
-        ScenarioId::Churn => churn::scenario(config),
-        ScenarioId::SubslicePin => ingest::scenario(config),
-        ScenarioId::LapsedListener => bus::scenario(config),
-        ScenarioId::ClosureCapture => reports::scenario(config),
-        ScenarioId::ArcCycle => orders::scenario(config),
-        ScenarioId::LabelCardinality => request_metrics::scenario(config),
-        ScenarioId::UnboundedQueue => worker::scenario(config),
-        ScenarioId::PoolNoReset => render::scenario(config),
-        ScenarioId::TimerPerRequest => watchdog::scenario(config),
-        ScenarioId::OffheapMmap => blobs::scenario(config),
-        ScenarioId::RssRetained => batch::scenario(config),
-        ScenarioId::MapNoShrink => sessions::scenario(config),
-        ScenarioId::VecRegrowth => merge::scenario(config),
-    }
+    let (mut s, file) = match id {
+        ScenarioId::UnboundedCache | ScenarioId::BoundedCache => {
+            (cache::scenario(id, config), "cache.rs")
+        }
+        ScenarioId::TaskLeak => (fanout::scenario(config), "fanout.rs"),
+        ScenarioId::Churn => (churn::scenario(config), "churn.rs"),
+        ScenarioId::SubslicePin => (ingest::scenario(config), "ingest.rs"),
+        ScenarioId::LapsedListener => (bus::scenario(config), "bus.rs"),
+        ScenarioId::ClosureCapture => (reports::scenario(config), "reports.rs"),
+        ScenarioId::ArcCycle => (orders::scenario(config), "orders.rs"),
+        ScenarioId::LabelCardinality => (request_metrics::scenario(config), "request_metrics.rs"),
+        ScenarioId::UnboundedQueue => (worker::scenario(config), "worker.rs"),
+        ScenarioId::PoolNoReset => (render::scenario(config), "render.rs"),
+        ScenarioId::TimerPerRequest => (watchdog::scenario(config), "watchdog.rs"),
+        ScenarioId::OffheapMmap => (blobs::scenario(config), "blobs.rs"),
+        ScenarioId::RssRetained => (batch::scenario(config), "batch.rs"),
+        ScenarioId::MapNoShrink => (sessions::scenario(config), "sessions.rs"),
+        ScenarioId::VecRegrowth => (merge::scenario(config), "merge.rs"),
+    };
+    s.source = format!("src/components/{file}");
+    s
 }

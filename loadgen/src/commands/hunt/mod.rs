@@ -21,6 +21,7 @@
 //!
 //! Each step is a function of [`steps`]; [`execute`] runs them in order.
 
+pub mod blind;
 mod steps;
 
 use std::path::PathBuf;
@@ -28,11 +29,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use leaklab_model::hunt::HuntReport;
 use leaklab_model::Scenario;
 
 use crate::args::{parse_bytes, parse_duration, parse_rate, RateArg};
 use crate::errors::{exit, find_scenario, UsageError};
-use crate::target::spawn;
+use crate::target::{spawn, AccessOpts};
 
 /// Options of `loadgen hunt`.
 #[derive(Args, Clone, Debug)]
@@ -66,10 +68,31 @@ pub struct HuntOpts {
     /// beside the task census. Opt-in: such a dump can wedge a busy service.
     #[arg(long)]
     pub await_dump: bool,
+    /// Hunt without being told which leaks are on (see `blind`): screen every
+    /// route, drive the suspects alone, fix only what was named. Against a
+    /// mystery service it starts itself, or `--target`.
+    #[arg(long)]
+    pub blind: bool,
+    /// With --blind: the seed of the mystery service to start (default: one
+    /// from the clock, printed). Grade the answer with `loadgen grade`.
+    #[arg(long, value_name = "SEED", conflicts_with = "target")]
+    pub mystery: Option<u64>,
+    /// With --blind: hunt a running leaklab-service (e.g. one started with
+    /// `--mystery SEED`) instead of starting one.
+    #[arg(long, value_name = "URL", requires = "blind")]
+    pub target: Option<String>,
+    /// The --target's pid, for /proc reads (RSS, smaps).
+    #[arg(long, requires = "target")]
+    pub pid: Option<u32>,
+    #[command(flatten)]
+    pub access: AccessOpts,
 }
 
 /// Runs the hunt; returns the exit code.
 pub async fn execute(opts: &HuntOpts) -> Result<u8> {
+    if opts.blind || opts.mystery.is_some() {
+        return blind::execute(opts).await;
+    }
     let started = Instant::now();
     let seeded = seeded_leaks(opts).await?;
     std::fs::create_dir_all(&opts.out)
@@ -92,11 +115,7 @@ pub async fn execute(opts: &HuntOpts) -> Result<u8> {
     let (fixed, after_fix) = steps::prove_fix(opts, &service, &control).await?;
     let report = steps::write_report(opts, findings, after_fix, &leaky, &fixed, started)?;
     drop(service);
-    Ok(if report.findings.is_empty() {
-        exit::NO_LEAK
-    } else {
-        exit::LEAK
-    })
+    Ok(exit_code(&report))
 }
 
 /// The two seeded leaks from the service binary's catalogue; usage errors
@@ -126,4 +145,14 @@ async fn seeded_leaks(opts: &HuntOpts) -> Result<Vec<Scenario>> {
         );
     }
     Ok(seeded)
+}
+
+/// 0 nothing found, 3 leaks found and the fix proven, 4 leaks found and the
+/// re-measurement with the fixes on still climbs.
+fn exit_code(report: &HuntReport) -> u8 {
+    match report.fix_proven {
+        None => exit::NO_LEAK,
+        Some(true) => exit::LEAK,
+        Some(false) => exit::FIX_NOT_PROVEN,
+    }
 }

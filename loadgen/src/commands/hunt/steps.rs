@@ -305,6 +305,8 @@ pub(super) async fn take_artifacts(
             artifact: artifact.file.map(|p| p.display().to_string()),
             why,
             path: artifact.path,
+            route: None,
+            evidence: Vec::new(),
         });
     }
     Ok(findings)
@@ -368,6 +370,7 @@ pub(super) fn write_report(
     step(7, "writing the report");
     let markdown_path = opts.out.join("hunt.md");
     let html_path = opts.out.join("report.html");
+    let fix_proven = (!findings.is_empty()).then_some(!after_fix.leak);
     let report = HuntReport {
         schema: SCHEMA.into(),
         leaks: opts.leaks.clone(),
@@ -376,6 +379,10 @@ pub(super) fn write_report(
         report: html_path.display().to_string(),
         markdown: markdown_path.display().to_string(),
         elapsed_s: started.elapsed().as_secs_f64(),
+        blind: false,
+        mystery_seed: None,
+        fix_proven,
+        notes: Vec::new(),
     };
     let md = markdown(&report, leaky, fixed, opts.limit);
     std::fs::write(&markdown_path, &md)?;

@@ -127,6 +127,10 @@ pub struct RunPlan {
     pub metrics: Option<String>,
     /// Its series to keep (`--metric`).
     pub metric_names: Vec<String>,
+    /// The share of each scenario's leak budget this run may fill (`auto`
+    /// rates and a mixed run's caps); 0.5 by default, less for a caller
+    /// that runs the same service several times (the blind hunt).
+    pub budget_share: f64,
 }
 
 impl RunPlan {
@@ -151,6 +155,7 @@ impl RunPlan {
             baseline: BASELINE,
             metrics: None,
             metric_names: Vec::new(),
+            budget_share: 0.5,
         }
     }
 
@@ -185,6 +190,12 @@ impl RunPlan {
 
     pub fn out(mut self, dir: impl Into<PathBuf>) -> RunPlan {
         self.out = Some(dir.into());
+        self
+    }
+
+    /// See [`RunPlan::budget_share`].
+    pub fn budget_share(mut self, share: f64) -> RunPlan {
+        self.budget_share = share;
         self
     }
 

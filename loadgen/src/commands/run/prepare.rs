@@ -89,7 +89,9 @@ pub async fn prepare(plan: &RunPlan) -> Result<Prepared> {
         .memory()
         .await
         .ok()
-        .and_then(|m| m.leak_budget_bytes);
+        .and_then(|m| m.leak_budget_bytes)
+        // auto_rate and caps keep to half of what they are given.
+        .map(|b| (b as f64 * plan.budget_share * 2.0) as u64);
     let mixed = picked.len() > 1;
     let rate = match plan.rate {
         RateArg::Max => Rate::Max,
