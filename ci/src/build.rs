@@ -16,6 +16,23 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Where cargo puts what it builds: $CARGO_TARGET_DIR (from `root` when
+/// relative), else `<root>/target`.
+pub fn target_dir(root: &Path, env: Option<&str>) -> PathBuf {
+    match env.filter(|s| !s.is_empty()) {
+        Some(dir) => root.join(dir),
+        None => root.join("target"),
+    }
+}
+
+/// This process's target dir: the one the `cargo build`s below write to.
+pub fn cargo_target_dir() -> PathBuf {
+    target_dir(
+        &workspace_root(),
+        std::env::var("CARGO_TARGET_DIR").ok().as_deref(),
+    )
+}
+
 fn hash_tree(dir: &Path, hasher: &mut DefaultHasher) -> Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
@@ -66,8 +83,8 @@ pub fn cache_dir(features: &[String], fingerprint: &str) -> PathBuf {
     } else {
         sorted.join("+")
     };
-    workspace_root()
-        .join("target/ci-releases")
+    cargo_target_dir()
+        .join("ci-releases")
         .join(fingerprint)
         .join(name)
 }
@@ -100,11 +117,8 @@ pub fn service_binary(features: &[String], fingerprint: &str) -> Result<(PathBuf
         bail!("cargo build of leaklab-service with features {features:?} failed ({status})");
     }
     std::fs::create_dir_all(&dir)?;
-    std::fs::copy(
-        workspace_root().join("target/release/leaklab-service"),
-        &binary,
-    )
-    .with_context(|| format!("copying the build to {}", binary.display()))?;
+    std::fs::copy(cargo_target_dir().join("release/leaklab-service"), &binary)
+        .with_context(|| format!("copying the build to {}", binary.display()))?;
     Ok((binary, true))
 }
 
@@ -159,7 +173,7 @@ pub fn loadgen_binary() -> Result<PathBuf> {
     if !status.success() {
         bail!("cargo build -p loadgen failed ({status})");
     }
-    Ok(workspace_root().join("target/release/loadgen"))
+    Ok(cargo_target_dir().join("release/loadgen"))
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 //! - [`bisect`]: the binary search for the first bad release.
 //! - [`plot`]: burn rate by release, with deploy markers.
 //! - [`prove`]: measured proof sections for `fixes/<id>.md`.
-//! - [`bench`]: what heap profiling costs in throughput.
+//! - [`bench`]: what heap profiling and the allocation profile cost.
 //! - [`guards`]: the leak guards run N times in a row, tallied.
 //! - [`process`]: child processes with a deadline.
 //! - [`soak`]: task evidence asked for under load, counted when it does not answer.
@@ -26,6 +26,7 @@
 //! cargo ci bisect [--releases ci/releases.toml] [--json]
 //! cargo ci prove [--only ID]... [--dry-run]
 //! cargo ci bench-profiling [--rounds 5] [--duration 6s]
+//! cargo ci bench-allocs [--rounds 5] [--duration 6s] [--scenario churn] [--fetches 6]
 //! cargo ci guards [--repeat 20] [--variant build-default|leak-on|both] [--features leak-ID]... [--only ID]...
 //! cargo ci soak-tasks [--mode census|await|both] [--services 4] [--requests 10] [--timeout 10s]
 //! cargo ci check hunt|bisect|oom|run|canary|memory FILE [EXPECTATIONS]...
@@ -79,6 +80,11 @@ pub enum Task {
     /// Benchmark (not a test): throughput of GET /items/{key} with jemalloc
     /// heap profiling active vs inactive, alternating rounds.
     BenchProfiling(BenchOpts),
+    /// Benchmark (not a test): what the allocation profile costs. Throughput
+    /// with jemalloc's cumulative counts (prof_accum) on vs off, alternating
+    /// rounds; the memory each service holds after the same load; the time
+    /// to serve /debug/pprof/allocs (and /debug/pprof/heap, for comparison).
+    BenchAllocs(BenchAllocsOpts),
     /// Run the leak guards (service/tests/guards) N times in a row and tally
     /// them: on the fixed code every guard must hold every time (no false
     /// positives from warm-up); with --features leak-ID (a bad release) its
@@ -248,6 +254,45 @@ pub fn run_bench_profiling(opts: &BenchOpts) -> Result<()> {
         opts.rounds,
         &opts.duration,
         opts.connections,
+    )
+}
+
+/// Options of `cargo ci bench-allocs`.
+#[derive(Debug, Args)]
+pub struct BenchAllocsOpts {
+    /// Rounds per side.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
+    /// Length of one round (loadgen --duration, 1 s of it warm-up).
+    #[arg(long, default_value = "6s")]
+    pub duration: String,
+    /// loadgen connections in max-rate mode.
+    #[arg(long, default_value_t = 32)]
+    pub connections: usize,
+    /// The loadgen scenario whose requests are driven (both services run
+    /// `--leak churn`, so `churn` allocates and frees 1 MiB per request).
+    #[arg(long, default_value = "churn")]
+    pub scenario: String,
+    /// Allocation profiles fetched after the load to time serving one (the
+    /// first is reported alone, then the median of the rest).
+    #[arg(long, default_value_t = 6)]
+    pub fetches: usize,
+}
+
+/// Runs `cargo ci bench-allocs`.
+pub fn run_bench_allocs(opts: &BenchAllocsOpts) -> Result<()> {
+    let loadgen = build::loadgen_binary()?;
+    let (service, _) = build::service_binary(&[], &build::source_fingerprint()?)?;
+    bench::allocs(
+        &service,
+        &loadgen,
+        &bench::AllocsBench {
+            rounds: opts.rounds,
+            duration: opts.duration.clone(),
+            connections: opts.connections,
+            scenario: opts.scenario.clone(),
+            fetches: opts.fetches,
+        },
     )
 }
 

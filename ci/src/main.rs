@@ -4,8 +4,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use leaklab_ci::{
-    check, lessons, print_table, run_bench_profiling, run_bisect, run_guards, run_prove, run_soak,
-    tidy, Cli, Task,
+    check, lessons, print_table, run_bench_allocs, run_bench_profiling, run_bisect, run_guards,
+    run_prove, run_soak, tidy, Cli, Task,
 };
 
 fn main() -> ExitCode {
@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         }),
         Task::Prove(opts) => run_prove(opts),
         Task::BenchProfiling(opts) => run_bench_profiling(opts),
+        Task::BenchAllocs(opts) => run_bench_allocs(opts),
         Task::Guards(opts) => match run_guards(opts) {
             Ok(true) => Ok(()),
             Ok(false) => return ExitCode::FAILURE,

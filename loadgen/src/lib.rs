@@ -134,7 +134,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Oom(opts) => oom::execute(&opts).await,
         Command::Canary(opts) => canary::execute(&opts).await,
         Command::Bench(opts) => bench::execute(&opts).await,
-        Command::Judge(opts) => judge::execute(&opts),
+        Command::Judge(opts) => judge::execute(&opts).await,
         Command::Grade(opts) => grade::execute(&opts),
         Command::Rules(opts) => rules::execute(&opts),
     }

@@ -28,7 +28,7 @@ use crate::config::Config;
 use crate::error::AppError;
 use crate::extract::{JsonBody, Path, Query};
 use crate::flags::Flags;
-use crate::telemetry::{census, heap, memory, prometheus, tasks};
+use crate::telemetry::{allocs, census, heap, memory, prometheus, tasks};
 
 /// Shared state of the core routes.
 pub struct App {
@@ -37,6 +37,10 @@ pub struct App {
     started: Instant,
     /// When set, `/debug/*` and `/admin/*` writes need `Authorization: Bearer <token>`.
     admin_token: Option<String>,
+    /// Cancelled when a graceful shutdown starts (before in-flight requests
+    /// finish, unlike `ctx.shutdown`), so a request that waits on purpose
+    /// (`/debug/pprof/allocs?seconds=N`) ends instead of holding it up.
+    draining: CancellationToken,
 }
 
 impl App {
@@ -58,6 +62,7 @@ impl App {
             components,
             started: Instant::now(),
             admin_token: admin_token.filter(|t| !t.is_empty()),
+            draining: CancellationToken::new(),
         })
     }
 
@@ -110,6 +115,7 @@ pub fn router(app: Arc<App>) -> Router {
     let guarded = Router::new()
         .route("/debug/memory", get(debug_memory))
         .route("/debug/pprof/heap", get(debug_heap))
+        .route("/debug/pprof/allocs", get(debug_allocs))
         .route("/debug/tasks", get(debug_tasks))
         .route("/admin/flags/{id}", put(set_flag))
         .route("/admin/profiling", put(set_profiling))
@@ -210,6 +216,30 @@ async fn debug_heap(Query(q): Query<HeapQuery>) -> Result<Response, AppError> {
         [
             (header::CONTENT_TYPE, content_type),
             (header::CONTENT_DISPOSITION, disposition),
+        ],
+        Body::from(bytes),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct AllocsQuery {
+    /// An interval to profile (1 to 60 s); none: since profiling started.
+    seconds: Option<u64>,
+}
+
+async fn debug_allocs(
+    State(app): State<Arc<App>>,
+    Query(q): Query<AllocsQuery>,
+) -> Result<Response, AppError> {
+    let bytes = allocs::profile(q.seconds, &app.draining).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"allocs.pb.gz\"",
+            ),
         ],
         Body::from(bytes),
     )
@@ -377,8 +407,12 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let ctx = app.ctx.clone();
+    let draining = app.draining.clone();
     axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            draining.cancel();
+        })
         .await?;
     ctx.shutdown.cancel();
     ctx.tracker.close();

@@ -191,14 +191,8 @@ pub fn select<'a>(lessons: &'a [Lesson], only: &[String], quick: bool) -> Result
     Ok(selected)
 }
 
-/// Where cargo puts the binaries: $CARGO_TARGET_DIR (from `root` when
-/// relative), else `<root>/target`.
-pub fn target_dir(root: &Path, env: Option<&str>) -> PathBuf {
-    match env.filter(|s| !s.is_empty()) {
-        Some(dir) => root.join(dir),
-        None => root.join("target"),
-    }
-}
+/// Where cargo puts the binaries (shared with the builds of `cargo ci`'s other tasks).
+pub use crate::build::target_dir;
 
 /// `command` with each word that starts with `target/release/` pointed at
 /// `release` (the real `<target dir>/release`), quoted for `sh` if needed.

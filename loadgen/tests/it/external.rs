@@ -11,13 +11,13 @@ use serde_json::Value;
 use crate::helpers::loadgen;
 
 /// A keyed.py server, killed when dropped (its stdin closing stops it too).
-struct PyServer {
+pub(crate) struct PyServer {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl PyServer {
-    fn start(args: &[&str]) -> PyServer {
+    pub(crate) fn start(args: &[&str]) -> PyServer {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/servers/keyed.py");
         let mut child = Command::new("python3")
             .arg(script)
@@ -39,7 +39,7 @@ impl PyServer {
         PyServer { child, url }
     }
 
-    fn pid(&self) -> String {
+    pub(crate) fn pid(&self) -> String {
         self.child.id().to_string()
     }
 }

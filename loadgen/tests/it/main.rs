@@ -8,6 +8,8 @@
 //! - `external`: targets that are not leaklab services (Python servers),
 //!   judged from outside; bad inputs about them.
 //! - `canary`: `loadgen canary` with a flag flipped on, and rolled back, mid-run.
+//! - `prometheus`: a real Prometheus (Debian's package) scraping a leaky
+//!   Python server; `loadgen judge --prometheus` against `loadgen run`.
 //! - `recorded`: the classifier against `samples.jsonl` files recorded from
 //!   real runs (`tests/data/`).
 
@@ -15,5 +17,6 @@ mod canary;
 mod external;
 mod helpers;
 mod hunt;
+mod prometheus;
 mod recorded;
 mod runs;

@@ -5,8 +5,24 @@
 //! jemalloc samples one allocation per 512 KiB allocated on average
 //! (`lg_prof_sample:19` in the binary's `malloc_conf`), so a profile is cheap
 //! to keep on and is an estimate scaled back to bytes.
+//!
+//! The cumulative counts of the same dumps make the allocation profile
+//! (`/debug/pprof/allocs`, [`super::allocs`]).
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::AppError;
+
+/// How many times profiling was switched off. Switching off resets
+/// jemalloc's counts (`prof.reset`), so an allocation profile over an
+/// interval that saw a reset would subtract unrelated counts; it compares
+/// this before and after. Written under the `PROF_CTL` lock.
+static PROFILING_RESETS: AtomicU64 = AtomicU64::new(0);
+
+/// See [`PROFILING_RESETS`].
+pub fn profiling_resets() -> u64 {
+    PROFILING_RESETS.load(Ordering::SeqCst)
+}
 
 /// The two renderings of a heap profile.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +55,7 @@ pub async fn set_profiling(active: bool) -> Result<(), AppError> {
     let result = if active {
         ctl.activate()
     } else {
+        PROFILING_RESETS.fetch_add(1, Ordering::SeqCst);
         ctl.deactivate()
     };
     result.map_err(|e| AppError::Internal(anyhow::anyhow!("jemalloc prof.active: {e}")))
@@ -57,8 +74,15 @@ pub async fn dump(format: HeapFormat) -> Result<Vec<u8>, AppError> {
         ));
     }
     tokio::task::spawn_blocking(move || {
-        let profile = guard.dump_profile()?;
+        let mut profile = guard.dump_profile()?;
         drop(guard);
+        // With prof_accum on, the dump also lists every stack that ever
+        // allocated, including those with nothing in use now (`0: 0 [n: m]`),
+        // which pprof_util's parser weighs as NaN (0/0) and its encoder then
+        // panics on. They are not part of an in-use profile.
+        profile
+            .stacks
+            .retain(|(stack, _)| stack.weight.is_finite() && stack.weight >= 1.0);
         match format {
             HeapFormat::Pprof => {
                 Ok(profile.to_pprof(("inuse_space", "bytes"), ("space", "bytes"), None))

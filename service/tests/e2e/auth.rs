@@ -9,6 +9,8 @@ const GUARDED: &[(&str, &str, &str)] = &[
     ("GET", "/debug/memory", ""),
     ("GET", "/debug/pprof/heap", ""),
     ("GET", "/debug/pprof/heap?format=svg", ""),
+    ("GET", "/debug/pprof/allocs", ""),
+    ("GET", "/debug/pprof/allocs?seconds=1", ""),
     ("GET", "/debug/tasks", ""),
     ("PUT", "/admin/flags/unbounded-cache", "{\"enabled\":true}"),
     ("PUT", "/admin/profiling", "{\"active\":false}"),

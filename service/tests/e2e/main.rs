@@ -5,6 +5,7 @@
 //! `/debug/memory`. A test for a leak runs one body against the leaky and the
 //! fixed path and asserts opposite outcomes (STYLE.md 8).
 
+mod allocs;
 mod auth;
 mod batch;
 mod blobs;

@@ -73,6 +73,7 @@ async fn malformed_requests_on_every_route_never_get_a_5xx() {
         "/debug/memory",
         "/debug/tasks",
         "/debug/pprof/heap",
+        "/debug/pprof/allocs",
         "/admin/scenarios",
         "/admin/flags",
         "/admin/flags/{key}",

@@ -8,6 +8,7 @@
 //! loadgen canary --spawn                                      # two local services; unbounded-cache on in the canary at the end of warm-up
 //! loadgen canary --spawn --toggle task-leak@20 --toggle task-leak=off@60
 //! loadgen canary --baseline http://127.0.0.1:8081 --canary http://127.0.0.1:8082   # compose's canary pair
+//! loadgen canary --prometheus http://127.0.0.1:9090 --baseline-query 'process_resident_memory_bytes{role="baseline"}' --canary-query 'process_resident_memory_bytes{role="canary"}' --since 5m
 //! ```
 //!
 //! Both sides get the same run plan (workload, rate, duration, warm-up),
@@ -19,6 +20,7 @@
 //! baseline's (and above zero) with the two 95% intervals apart. Exit 3 then, 0 when it does
 //! not, 1 when a side could not be measured, 2 on bad usage.
 
+mod prom;
 mod sides;
 
 use std::path::PathBuf;
@@ -42,11 +44,29 @@ use sides::Sides;
 #[derive(Args, Clone, Debug)]
 pub struct CanaryOpts {
     /// The baseline service (the release, or the flags, running now).
-    #[arg(long, required_unless_present = "spawn", conflicts_with = "spawn")]
+    #[arg(long, required_unless_present_any = ["spawn", "prometheus"], conflicts_with = "spawn")]
     pub baseline: Option<String>,
     /// The canary service: the same service with the change under test.
-    #[arg(long, required_unless_present = "spawn", conflicts_with = "spawn")]
+    #[arg(long, required_unless_present_any = ["spawn", "prometheus"], conflicts_with = "spawn")]
     pub canary: Option<String>,
+    /// Judge the pair from this Prometheus server's series instead of
+    /// driving load (with --baseline-query and --canary-query; --warmup
+    /// and --limit apply).
+    #[arg(long, value_name = "URL", conflicts_with_all = ["spawn", "baseline", "canary"], requires_all = ["baseline_query", "canary_query"])]
+    pub prometheus: Option<String>,
+    /// With --prometheus: the PromQL giving the baseline's one series, e.g.
+    /// `process_resident_memory_bytes{role="baseline"}`.
+    #[arg(long, value_name = "PROMQL", requires = "prometheus")]
+    pub baseline_query: Option<String>,
+    /// With --prometheus: the PromQL giving the canary's one series.
+    #[arg(long, value_name = "PROMQL", requires = "prometheus")]
+    pub canary_query: Option<String>,
+    /// With --prometheus: how far back the range starts.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub since: Duration,
+    /// With --prometheus: resolution of the range query.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub step: Duration,
     /// Start both as leaklab-service children on free loopback ports, no leak
     /// on in either. Without --toggle or --canary-leak the canary gets
     /// `--toggle unbounded-cache@<warm-up>`.
@@ -138,6 +158,9 @@ pub fn parse_toggle(s: &str) -> Result<ToggleArg, String> {
 
 /// Runs the whole comparison; returns the exit code.
 pub async fn execute(opts: &CanaryOpts) -> Result<u8> {
+    if let Some(url) = &opts.prometheus {
+        return prom::execute(opts, url).await;
+    }
     let (toggles, mut notes) = toggles(opts)?;
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("creating {}", opts.out.display()))?;
