@@ -1,13 +1,14 @@
 //! The first stage: the target. Its URL and the loopback safety rule
 //! ([`Target`]), the command-line options that name it ([`TargetOpts`],
 //! [`AccessOpts`]), a control-plane client ([`control`]) and starting a
-//! `leaklab-service` child ([`spawn`]), and a target's Prometheus
+//! `leaklab-service` child ([`spawn`]), a container's process ([`container`]), and a target's Prometheus
 //! exposition ([`metrics`]) for services that are not leaklab's, and a
 //! Prometheus server's range queries ([`prometheus`]).
 //!
 //! loadgen only sends load to the address the user names. Targets that do not
 //! resolve to loopback are refused unless `--allow-remote` is given.
 
+pub mod container;
 pub mod control;
 pub mod metrics;
 pub mod prometheus;

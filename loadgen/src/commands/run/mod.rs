@@ -92,6 +92,10 @@ pub struct RunOpts {
     /// The target's pid, for independent /proc and cgroup reads.
     #[arg(long)]
     pub pid: Option<u32>,
+    /// The target runs in this Docker container (name or id): its main
+    /// process's /proc and memory cgroup are read, as with --pid.
+    #[arg(long, value_name = "NAME|ID", conflicts_with_all = ["pid", "spawn"])]
+    pub container: Option<String>,
     /// A Prometheus exposition to sample beside /proc (e.g.
     /// http://127.0.0.1:9100/metrics): for targets that are not leaklab
     /// services. Default there: the target's own /metrics when it answers
@@ -169,7 +173,11 @@ pub struct RunOutcome {
 
 /// `loadgen run`: the summary as JSON on stdout, or in words on stderr.
 pub async fn command(opts: &RunOpts) -> Result<u8> {
-    let outcome = execute(&opts.plan()).await?;
+    let mut plan = opts.plan();
+    if let Some(name) = &opts.container {
+        plan.pid = Some(crate::target::container::pid_of(name)?);
+    }
+    let outcome = execute(&plan).await?;
     if opts.json {
         println!("{}", serde_json::to_string_pretty(&outcome.summary)?);
     } else {
