@@ -5,11 +5,13 @@
 //! alarms (a leak named where none of that is on), wrong classes, and how
 //! long a hunt takes.
 //!
-//! The sweep: seeds `--from`..`--from + --count`, plus seeds chosen so the
-//! sweep holds at least `--min-none` mysteries with no leak on (the draw
-//! gives one in seven); rates cycle through `--rates` (triggering requests
-//! per second of the screen and the route windows: 0.5x to 2x loadgen's
-//! default by default). Every hunt's JSON and grade are kept under `--out`.
+//! The sweep, seeds from `--from` up as the service draws them: one
+//! single-leak mystery for every leak of the catalogue, `--count` with two
+//! or three leaks, `--min-none` with none (controls only, or nothing); rates
+//! cycle through `--rates` (triggering requests per second of the screen and
+//! the route windows: 0.5x to 2x loadgen's default by default). Every hunt's
+//! JSON and grade are kept under `--out`, the rows in `bench.json`, and the
+//! table is printed.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use leaklab_model::mystery::Grade;
+use leaklab_model::mystery::{draw, Grade};
+use leaklab_model::Catalogue;
 use serde::Serialize;
 
 use crate::build::loadgen_binary;
@@ -30,8 +33,9 @@ pub struct HuntBenchOpts {
     /// First seed of the sweep.
     #[arg(long, default_value_t = 100)]
     pub from: u64,
-    /// Seeds in the sweep (before the no-leak mysteries are added).
-    #[arg(long, default_value_t = 20)]
+    /// Mysteries with two or three leaks in the sweep (beside one single-leak
+    /// mystery per leak of the catalogue and the no-leak ones).
+    #[arg(long, default_value_t = 8)]
     pub count: u64,
     /// At least this many mysteries with no leak on.
     #[arg(long, default_value_t = 5)]
@@ -52,6 +56,8 @@ pub struct HuntBenchOpts {
 #[derive(Debug, Serialize)]
 pub struct Row {
     pub seed: u64,
+    /// `single`, `multi` or `none`.
+    pub kind: String,
     pub rate: f64,
     pub on: Vec<String>,
     pub named: Vec<String>,
@@ -67,17 +73,25 @@ pub struct Row {
 /// Runs the sweep; true when it completed (the figures are the result).
 pub fn run(opts: &HuntBenchOpts) -> Result<bool> {
     let loadgen = loadgen_binary()?;
-    let seeds = sweep(&loadgen, opts)?;
+    let seeds = sweep(&catalogue(&loadgen)?, opts);
+    eprintln!(
+        "hunt-bench: {} mysteries ({} single leaks, {} with two or three, {} with none)",
+        seeds.len(),
+        seeds.iter().filter(|s| s.1 == "single").count(),
+        seeds.iter().filter(|s| s.1 == "multi").count(),
+        seeds.iter().filter(|s| s.1 == "none").count()
+    );
     std::fs::create_dir_all(&opts.out)?;
     let mut rows = Vec::new();
-    for (i, seed) in seeds.iter().enumerate() {
+    for (i, (seed, kind)) in seeds.iter().enumerate() {
         let rate = opts.rates[i % opts.rates.len().max(1)];
         eprintln!(
             "[hunt-bench {}/{}] seed {seed} at {rate}/s",
             i + 1,
             seeds.len()
         );
-        let row = hunt_one(&loadgen, *seed, rate, opts)?;
+        let mut row = hunt_one(&loadgen, *seed, rate, opts)?;
+        row.kind = kind.to_string();
         eprintln!(
             "    on {:?}, named {:?}: {} correct, {} false alarm(s), {} wrong class, {} missed, {:.0} s",
             row.on, row.named, row.correct, row.false_alarms, row.wrong_class, row.missed, row.elapsed_s
@@ -92,25 +106,55 @@ pub fn run(opts: &HuntBenchOpts) -> Result<bool> {
     Ok(true)
 }
 
-/// The seeds: `from..from+count`, plus no-leak seeds after them until
-/// `min_none` are in.
-fn sweep(loadgen: &Path, opts: &HuntBenchOpts) -> Result<Vec<u64>> {
-    let mut seeds: Vec<u64> = (opts.from..opts.from + opts.count).collect();
-    let mut none = 0;
-    for &s in &seeds {
-        if reveal(loadgen, s)?.reveal.leaks.is_empty() {
-            none += 1;
+/// The catalogue, from a service the release loadgen starts for the purpose.
+fn catalogue(loadgen: &Path) -> Result<Catalogue> {
+    let out = output_within(
+        Command::new(loadgen).args(["scenarios", "--spawn", "--json"]),
+        Duration::from_secs(120),
+        "loadgen scenarios",
+    )?;
+    serde_json::from_slice(&out.stdout).context("reading loadgen scenarios --json")
+}
+
+/// The sweep, seeds from `--from` up, drawn as the service draws them:
+/// one single-leak mystery per leak of the catalogue, `--count` with two or
+/// three leaks, and `--min-none` with none. Each seed with its kind.
+fn sweep(catalogue: &Catalogue, opts: &HuntBenchOpts) -> Vec<(u64, &'static str)> {
+    let ids = |leak: bool| -> Vec<&str> {
+        catalogue
+            .0
+            .iter()
+            .filter(|s| s.class.is_leak() == leak)
+            .map(|s| s.id.as_str())
+            .collect()
+    };
+    let (leaks, controls) = (ids(true), ids(false));
+    let mut singles: Vec<&str> = Vec::new();
+    let (mut multi, mut none) = (0u64, 0usize);
+    let mut seeds = Vec::new();
+    for seed in opts.from..opts.from.saturating_add(100_000) {
+        let m = draw(seed, &leaks, &controls);
+        let kind = match m.leaks.len() {
+            0 if none < opts.min_none => {
+                none += 1;
+                "none"
+            }
+            1 if !singles.contains(&m.leaks[0].as_str()) => {
+                singles.extend(leaks.iter().filter(|l| **l == m.leaks[0]));
+                "single"
+            }
+            n if n >= 2 && multi < opts.count => {
+                multi += 1;
+                "multi"
+            }
+            _ => continue,
+        };
+        seeds.push((seed, kind));
+        if singles.len() == leaks.len() && multi >= opts.count && none >= opts.min_none {
+            break;
         }
     }
-    let mut next = opts.from + opts.count;
-    while none < opts.min_none && next < opts.from + opts.count + 1000 {
-        if reveal(loadgen, next)?.reveal.leaks.is_empty() {
-            seeds.push(next);
-            none += 1;
-        }
-        next += 1;
-    }
-    Ok(seeds)
+    seeds
 }
 
 /// The seed's answer key (an empty answer graded).
@@ -170,6 +214,7 @@ fn hunt_one(loadgen: &Path, seed: u64, rate: f64, opts: &HuntBenchOpts) -> Resul
         .and_then(|b| serde_json::from_slice(&b).ok());
     Ok(Row {
         seed,
+        kind: String::new(),
         rate,
         on: grade.reveal.leaks.clone(),
         named: grade.answers.iter().map(|a| a.text.clone()).collect(),
@@ -201,8 +246,35 @@ pub fn summary(rows: &[Row]) -> String {
         .filter(|r| r.correct == r.on.len() && r.named.len() == r.correct)
         .count();
     let ratio = |a: usize, b: usize| if b == 0 { 1.0 } else { a as f64 / b as f64 };
-    format!(
-        "hunt-bench: {} mysteries ({} with no leak), {} leaks on\n\
+    let mut table = String::from(
+        "| seed | kind | rate/s | on | named | correct | false alarms | wrong class | missed | fix proven | time |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        table.push_str(&format!(
+            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {:.0} s |\n",
+            r.seed,
+            r.kind,
+            r.rate,
+            if r.on.is_empty() {
+                "none".to_owned()
+            } else {
+                r.on.join(", ")
+            },
+            if r.named.is_empty() {
+                "none".to_owned()
+            } else {
+                r.named.join(", ")
+            },
+            r.correct,
+            r.false_alarms,
+            r.wrong_class,
+            r.missed,
+            r.fix_proven.map_or("-".to_owned(), |p| p.to_string()),
+            r.elapsed_s
+        ));
+    }
+    table + &format!(
+        "\nhunt-bench: {} mysteries ({} with no leak), {} leaks on\n\
          precision {:.0}% ({correct}/{named} named were on)\n\
          recall    {:.0}% ({correct}/{on} leaks on were named)\n\
          false alarms: {false_alarms} named item(s) not on; {none_alarmed} of {} no-leak mysteries alarmed\n\

@@ -31,7 +31,7 @@
 //! cargo ci soak-tasks [--mode census|await|both] [--services 4] [--requests 10] [--timeout 10s]
 //! cargo ci check hunt|bisect|oom|run|canary|memory FILE [EXPECTATIONS]...
 //! cargo ci tidy [--only scenarios|docs|generated|fn-length|cycles]... [--src DIR]... [--max-fn-lines 120]
-//! cargo ci hunt-bench [--from 100] [--count 20] [--min-none 5] [--rates 100,200,400]
+//! cargo ci hunt-bench [--from 100] [--count 8] [--min-none 5] [--rates 100,200,400]
 //! cargo ci lessons [--only NN]... [--list] [--dry-run] [--timeout 120s] [--quick]
 //! ```
 

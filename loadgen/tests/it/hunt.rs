@@ -85,3 +85,72 @@ fn a_short_hunt_names_both_leaks_writes_their_artifacts_and_proves_the_fix() {
             < 1.0
     );
 }
+
+/// The blind hunt against a mystery with one leak (seed 9: task-leak, no
+/// decoy, as the draw over the catalogue gives it): named from evidence,
+/// graded perfect; and, told to switch off the wrong flag, it says the fix
+/// is not proven (exit 4), never "flat".
+#[test]
+fn a_blind_hunt_names_the_mystery_leak_and_a_wrong_fix_is_not_proven() {
+    let seed = "9";
+    let (code, stdout, stderr) = loadgen(&["grade", "--mystery", seed, "--json"]);
+    assert_eq!(
+        code, 5,
+        "grading no answer to a one-leak mystery fails; {stderr}"
+    );
+    let key: Value = serde_json::from_str(&stdout).unwrap();
+    let on: Vec<&str> = key["reveal"]["leaks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(on.len(), 1, "seed {seed} should draw one leak: {key}");
+
+    let out = scratch("blind-wrong-fix");
+    let out_arg = out.display().to_string();
+    let (code, _, stderr) = loadgen(&[
+        "hunt",
+        "--blind",
+        "--mystery",
+        seed,
+        "--duration",
+        "24s",
+        "--warmup",
+        "6s",
+        "--fix-only",
+        "churn",
+        "--out",
+        &out_arg,
+        "--json",
+    ]);
+    assert_eq!(
+        code, 4,
+        "a wrong fix is not proven (exit 4); stderr:\n{stderr}"
+    );
+    assert!(stderr.contains("FIX NOT PROVEN"), "{stderr}");
+    let hunt = out.join("hunt.json");
+    let report: Value = serde_json::from_slice(&std::fs::read(&hunt).unwrap()).unwrap();
+    assert_eq!(report["blind"], true);
+    assert_eq!(report["fix_proven"], false, "{report}");
+    assert_eq!(
+        report["leaks"].as_array().map(Vec::len),
+        Some(0),
+        "a blind hunt is told nothing"
+    );
+    let named: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["scenario"].as_str())
+        .collect();
+    assert!(
+        named.contains(&on[0]),
+        "the hunt named {named:?}, the mystery is {on:?}"
+    );
+
+    // Its answer graded the same way a learner's is.
+    let hunt_arg = hunt.display().to_string();
+    let (code, _, stderr) = loadgen(&["grade", "--mystery", seed, "--answer-file", &hunt_arg]);
+    assert_eq!(code, 0, "the hunt's own answer grades perfect; {stderr}");
+}

@@ -84,6 +84,17 @@ pub struct HuntOpts {
     /// The --target's pid, for /proc reads (RSS, smaps).
     #[arg(long, requires = "target")]
     pub pid: Option<u32>,
+    /// With --blind, for tests and teaching: switch off these flags in the
+    /// proof instead of the ones the hunt named (a wrong fix must come out
+    /// as "fix not proven").
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "ID",
+        requires = "blind",
+        hide = true
+    )]
+    pub fix_only: Option<Vec<String>>,
     #[command(flatten)]
     pub access: AccessOpts,
 }

@@ -546,12 +546,19 @@ async fn prove(
     confirmed: &[Confirmed],
     out: &Path,
 ) -> Result<(RunSummary, Vec<SiteGrowth>)> {
-    for c in confirmed {
-        subject.control.set_flag(&c.scenario.id, false).await?;
-        eprintln!(
-            "        PUT /admin/flags/{} {{\"enabled\": false}}",
-            c.scenario.id
-        );
+    let named: Vec<String> = confirmed.iter().map(|c| c.scenario.id.clone()).collect();
+    let ids = match &opts.fix_only {
+        Some(ids) => {
+            eprintln!(
+                "        --fix-only: switching off {ids:?} instead of what was named ({named:?})"
+            );
+            ids.clone()
+        }
+        None => named,
+    };
+    for id in &ids {
+        subject.control.set_flag(id, false).await?;
+        eprintln!("        PUT /admin/flags/{id} {{\"enabled\": false}}");
     }
     screened(opts, subject, out).await
 }
