@@ -2,7 +2,6 @@
 //! the profile taken when warm-up ended and one taken now, and the retention
 //! path it points at (the component whose gauge grows, the site that allocates).
 
-use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Result;
@@ -43,19 +42,7 @@ pub async fn retention_artifact(
         None => pprof::Sites::default(),
     };
     let rows = pprof::diff(&base_sites, &end_sites, 10);
-    let mut text = String::from(
-        "growth      base        end         allocation site (in-use bytes, jemalloc samples)\n",
-    );
-    for r in &rows {
-        let _ = writeln!(
-            text,
-            "{:>10}  {:>10}  {:>10}  {}",
-            human_bytes(r.growth_bytes as f64),
-            human_bytes(r.base_bytes as f64),
-            human_bytes(r.end_bytes as f64),
-            r.site
-        );
-    }
+    let text = pprof::diff_table(&rows, "in-use bytes, jemalloc samples");
     let diff_path = out.join("heap-diff.txt");
     std::fs::write(&diff_path, &text)?;
     eprintln!("        heap profile diff -> {}", diff_path.display());

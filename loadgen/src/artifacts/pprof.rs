@@ -228,6 +228,22 @@ pub struct SiteGrowth {
     pub growth_bytes: i64,
 }
 
+/// A diff as text, a row per site: growth, base, end, site; `what` ends
+/// the header (which bytes, since when).
+pub fn diff_table<'a>(rows: impl IntoIterator<Item = &'a SiteGrowth>, what: &str) -> String {
+    let mut text = format!("growth      base        end         allocation site ({what})\n");
+    for r in rows {
+        text.push_str(&format!(
+            "{:>10}  {:>10}  {:>10}  {}\n",
+            crate::human::human_bytes(r.growth_bytes as f64),
+            crate::human::human_bytes(r.base_bytes as f64),
+            crate::human::human_bytes(r.end_bytes as f64),
+            r.site
+        ));
+    }
+    text
+}
+
 /// Sites ordered by growth (largest first), at most `top`.
 pub fn diff(base: &Sites, end: &Sites, top: usize) -> Vec<SiteGrowth> {
     let mut rows: Vec<SiteGrowth> = end

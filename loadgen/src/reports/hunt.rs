@@ -32,6 +32,25 @@ pub fn slope(summary: &RunSummary, signal: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The live heap, RSS and alive tasks from first to last sample of a run.
+pub fn signals_line(run: &RunSummary) -> String {
+    let f = |name: &str| {
+        run.signals
+            .get(name)
+            .map_or((0.0, 0.0), |f| (f.first, f.last))
+    };
+    let (heap, rss, tasks) = (f("allocated"), f("rss"), f("alive_tasks"));
+    format!(
+        "live heap {} -> {}, RSS {} -> {}, alive tasks {:.0} -> {:.0}",
+        human_bytes(heap.0),
+        human_bytes(heap.1),
+        human_bytes(rss.0),
+        human_bytes(rss.1),
+        tasks.0,
+        tasks.1
+    )
+}
+
 /// `hunt.md`: the findings, their retention paths, the proof after the fix.
 pub fn markdown(report: &HuntReport, leaky: &RunSummary, fixed: &RunSummary, limit: u64) -> String {
     let mut md = String::new();

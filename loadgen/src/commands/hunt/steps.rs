@@ -13,7 +13,7 @@ use super::HuntOpts;
 use crate::artifacts::{self, fetch, Artifact};
 use crate::commands::run::{self, RunPlan, Workload};
 use crate::human::human_bytes;
-use crate::reports::hunt::{duration_text, html, markdown, mb_per_h, slope};
+use crate::reports::hunt::{duration_text, html, markdown, mb_per_h, signals_line, slope};
 use crate::target::spawn::{Launch, Service};
 use crate::target::{AccessOpts, Control, Target};
 
@@ -106,27 +106,7 @@ pub(super) async fn leaky_run(
             died.reason
         );
     }
-    let first_last = |name: &str| {
-        let f = leaky.signals.get(name);
-        (
-            f.map(|f| f.first).unwrap_or(0.0),
-            f.map(|f| f.last).unwrap_or(0.0),
-        )
-    };
-    let (heap, rss, tasks) = (
-        first_last("allocated"),
-        first_last("rss"),
-        first_last("alive_tasks"),
-    );
-    eprintln!(
-        "        live heap {} -> {}, RSS {} -> {}, alive tasks {:.0} -> {:.0}",
-        human_bytes(heap.0),
-        human_bytes(heap.1),
-        human_bytes(rss.0),
-        human_bytes(rss.1),
-        tasks.0,
-        tasks.1,
-    );
+    eprintln!("        {}", signals_line(&leaky));
     if !leaky.verdict.leak {
         eprintln!(
             "        memory does not climb: no leak to hunt ({})",

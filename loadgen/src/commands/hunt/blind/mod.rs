@@ -39,7 +39,7 @@ use crate::artifacts::{self, fetch, Artifact};
 use crate::commands::run::{self, RunPlan, Workload};
 use crate::errors::exit;
 use crate::human::human_bytes;
-use crate::reports::hunt::{html, markdown, mb_per_h, slope};
+use crate::reports::hunt::{html, markdown, mb_per_h, signals_line, slope};
 use crate::target::spawn::{Launch, Service};
 use crate::target::{Control, Target};
 
@@ -308,20 +308,9 @@ async fn load(
 
 /// The signals of a run, in a line.
 fn describe(run: &RunSummary) {
-    let f = |name: &str| {
-        run.signals
-            .get(name)
-            .map_or((0.0, 0.0), |f| (f.first, f.last))
-    };
-    let (heap, rss, tasks) = (f("allocated"), f("rss"), f("alive_tasks"));
     eprintln!(
-        "        live heap {} -> {}, RSS {} -> {}, alive tasks {:.0} -> {:.0}; verdict: {}",
-        human_bytes(heap.0),
-        human_bytes(heap.1),
-        human_bytes(rss.0),
-        human_bytes(rss.1),
-        tasks.0,
-        tasks.1,
+        "        {}; verdict: {}",
+        signals_line(run),
         if run.verdict.leak {
             run.verdict
                 .findings
@@ -478,16 +467,10 @@ fn heap_artifact(dir: &Path, c: &Confirmed, growth: &[SiteGrowth]) -> Result<Art
     } else {
         mine
     };
-    let mut text = String::from("growth      base        end         allocation site (in-use bytes since the screen's warm-up)\n");
-    for r in &rows {
-        text.push_str(&format!(
-            "{:>10}  {:>10}  {:>10}  {}\n",
-            human_bytes(r.growth_bytes as f64),
-            human_bytes(r.base_bytes as f64),
-            human_bytes(r.end_bytes as f64),
-            r.site
-        ));
-    }
+    let text = pprof::diff_table(
+        rows.iter().copied(),
+        "in-use bytes since the screen's warm-up",
+    );
     let file = dir.join("heap-diff.txt");
     std::fs::write(&file, text)?;
     let path = match rows.iter().find(|r| r.growth_bytes > 0) {
