@@ -19,6 +19,7 @@
 //! - [`tidy`]: repository rules: every scenario complete, `//!` docs, no
 //!   tracked generated files, short functions, no module cycles.
 //! - [`hunt_bench`]: the blind hunt over a sweep of graded mysteries.
+//! - [`html_check`]: report pages self-contained and shown by headless Chromium.
 //! - [`lessons`]: every lesson's `check` blocks run, so the curriculum's
 //!   promises cannot rot.
 //!
@@ -32,6 +33,7 @@
 //! cargo ci check hunt|bisect|oom|run|canary|memory FILE [EXPECTATIONS]...
 //! cargo ci tidy [--only scenarios|docs|generated|fn-length|cycles]... [--src DIR]... [--max-fn-lines 120]
 //! cargo ci hunt-bench [--from 100] [--count 8] [--min-none 5] [--rates 100,200,400]
+//! cargo ci check-html FILE... [--screenshot DIR] [--require-browser]
 //! cargo ci lessons [--only NN]... [--list] [--dry-run] [--timeout 120s] [--quick]
 //! ```
 
@@ -49,6 +51,7 @@ pub mod bisect;
 pub mod build;
 pub mod check;
 pub mod guards;
+pub mod html_check;
 pub mod hunt_bench;
 pub mod json;
 pub mod lessons;
@@ -116,6 +119,10 @@ pub enum Task {
     /// to twice the default), each graded against its seed: precision,
     /// recall, false alarms, wrong classes, median and worst time.
     HuntBench(hunt_bench::HuntBenchOpts),
+    /// Check report pages: self-contained (plots inline, every local link
+    /// resolves) and shown by headless Chromium (a screenshot, no resource
+    /// that failed to load). Exits 1 listing every problem.
+    CheckHtml(html_check::HtmlCheckOpts),
 }
 
 /// Options of `cargo ci soak-tasks`.

@@ -43,6 +43,11 @@ fn main() -> ExitCode {
             Ok(false) => return ExitCode::FAILURE,
             Err(e) => Err(e),
         },
+        Task::CheckHtml(opts) => match leaklab_ci::html_check::run(opts) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(e) => Err(e),
+        },
         Task::HuntBench(opts) => leaklab_ci::hunt_bench::run(opts).map(|_| ()),
         Task::Lessons(opts) => match lessons::run(opts) {
             Ok(true) => Ok(()),

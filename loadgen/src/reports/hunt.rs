@@ -131,8 +131,11 @@ fn title(report: &HuntReport) -> String {
     }
 }
 
-/// `report.html` in `out`: the markdown, the runs' plots, the heap profile
-/// when one was taken.
+/// `report.html` in `out`, self-contained: the markdown as HTML (tables
+/// as tables), each finding's artifact shown (the heap diff's top sites,
+/// the task census's groups), and the runs' plots inline, so the page keeps
+/// everything when copied on its own. Links to the raw files under `out`
+/// (profiles, full run reports) are extras.
 pub fn html(
     report: &HuntReport,
     leaky: &RunSummary,
@@ -140,11 +143,7 @@ pub fn html(
     limit: u64,
     out: &Path,
 ) -> String {
-    let md = markdown(report, leaky, fixed, limit);
-    let escaped = md
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;");
+    let body = super::markdown_html(&markdown(report, leaky, fixed, limit));
     let (leaky_dir, fixed_dir) = if report.blind {
         let proof = if out.join("4-proof-2").exists() {
             "4-proof-2"
@@ -155,18 +154,43 @@ pub fn html(
     } else {
         ("1-leaky", "2-fixed")
     };
-    let flame = if out.join("heap-end.svg").exists() {
-        "<h2>Heap profile (in-use, end of the leaky run)</h2><p><a href=\"heap-end.svg\">flamegraph</a> · <a href=\"heap-end.pb.gz\">pprof</a> · <a href=\"heap-diff.txt\">diff</a></p>"
-    } else {
-        ""
+    let mut artifacts = String::new();
+    for f in &report.findings {
+        let Some(file) = &f.artifact else { continue };
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        let shown: Vec<&str> = text.lines().take(16).collect();
+        artifacts.push_str(&format!(
+            "<h3>{}: {}</h3><pre>{}</pre>",
+            super::esc(f.scenario.as_deref().unwrap_or(f.class.as_str())),
+            super::esc(&relative(file, out)),
+            super::esc(&shown.join("\n"))
+        ));
+    }
+    let plots = |dir: &str| {
+        ["memory.svg", "tasks.svg"]
+            .iter()
+            .map(|p| super::inline_svg(&out.join(dir).join(p)))
+            .collect::<String>()
     };
     format!(
-        "<!doctype html><meta charset=\"utf-8\"><title>leaklab hunt</title>\
-         <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}pre{{white-space:pre-wrap;background:#f6f6f6;padding:1em}}img{{max-width:100%}}</style>\
-         <h1>leaklab hunt: {}</h1><pre>{escaped}</pre>\
-         <h2>Leaky run</h2><img src=\"{leaky_dir}/memory.svg\"><img src=\"{leaky_dir}/tasks.svg\"><p><a href=\"{leaky_dir}/report.html\">full report</a></p>\
-         {flame}\
-         <h2>With the fixes</h2><img src=\"{fixed_dir}/memory.svg\"><img src=\"{fixed_dir}/tasks.svg\"><p><a href=\"{fixed_dir}/report.html\">full report</a></p>",
-        title(report)
+        "<!doctype html><meta charset=\"utf-8\"><title>leaklab hunt: {title}</title>\
+         <style>{style}</style>{body}\
+         <h2>Artifacts</h2>{artifacts}\
+         <h2>Leaky run</h2>{leaky_plots}\
+         <h2>With the fixes</h2>{fixed_plots}",
+        title = super::esc(&title(report)),
+        style = super::STYLE,
+        leaky_plots = plots(leaky_dir),
+        fixed_plots = plots(fixed_dir),
     )
+}
+
+/// `file` relative to `out` when it is under it.
+fn relative(file: &str, out: &Path) -> String {
+    Path::new(file)
+        .strip_prefix(out)
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| file.to_owned())
 }

@@ -34,6 +34,47 @@ type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 /// A chart with seconds across and a float up.
 type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
+/// An SVG file's markup for inlining in an HTML page (its XML prolog
+/// dropped), so a report copied on its own keeps its plots; a note when the
+/// file cannot be read.
+pub fn inline_svg(path: &std::path::Path) -> String {
+    match std::fs::read_to_string(path) {
+        Ok(svg) => match svg.find("<svg") {
+            Some(i) => format!("<figure>{}</figure>", &svg[i..]),
+            None => format!("<p>(not an SVG: {})</p>", esc(&path.display().to_string())),
+        },
+        Err(e) => format!(
+            "<p>(plot {} missing: {})</p>",
+            esc(&path.display().to_string()),
+            esc(&e.to_string())
+        ),
+    }
+}
+
+/// Text escaped for HTML.
+pub fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Markdown (the hunt's `hunt.md`) as HTML: tables as tables.
+pub fn markdown_html(md: &str) -> String {
+    use pulldown_cmark::{html, Options, Parser};
+    let mut out = String::new();
+    html::push_html(&mut out, Parser::new_ext(md, Options::ENABLE_TABLES));
+    out
+}
+
+/// Styles shared by the HTML reports: plots scale to the page.
+pub const STYLE: &str = concat!(
+    "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}",
+    "figure{margin:1em 0}figure svg{max-width:100%;height:auto}",
+    "table{border-collapse:collapse}td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:left}",
+    "pre{white-space:pre-wrap;background:#f6f6f6;padding:0.8em;font-size:90%}.leak{color:#b00}",
+);
+
 fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("plotting: {e:?}")
 }
@@ -43,10 +84,4 @@ fn points(samples: &[Sample], f: impl Fn(&Sample) -> Option<f64>) -> Vec<(f64, f
         .iter()
         .filter_map(|s| Some((s.t, f(s)? / MIB)))
         .collect()
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }

@@ -26,8 +26,18 @@ pub fn write(
     tasks_plot(&dir.join("tasks.svg"), summary, samples).context("tasks.svg")?;
     latency_plot(&dir.join("latency.svg"), summary, stats).context("latency.svg")?;
     let path = dir.join("report.html");
-    std::fs::write(&path, html(summary)).with_context(|| format!("writing {}", path.display()))?;
+    std::fs::write(&path, html(summary, dir))
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
+}
+
+/// The y range's top for data up to `y_max` with a legend of `entries`
+/// lines in the upper left: the legend gets the room above the data, so it
+/// covers none of it (the legend's height is about 16 px a line plus 16 px
+/// of frame, the plotting area about 300 px high).
+fn legend_top(y_max: f64, entries: usize) -> f64 {
+    let share = ((entries as f64 * 16.0 + 16.0) / 300.0).min(0.6);
+    y_max / (1.0 - share)
 }
 
 fn memory_plot(path: &Path, s: &RunSummary, samples: &[Sample]) -> Result<()> {
@@ -58,17 +68,33 @@ fn memory_plot(path: &Path, s: &RunSummary, samples: &[Sample]) -> Result<()> {
     }
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
+    // A limit too far above the data to draw is said in the caption, where
+    // nothing covers it.
+    let off_scale = match (limit, show_limit, s.verdict.time_to_oom_s) {
+        (Some(l), None, Some(t)) => format!(
+            "; limit {} off scale, projected OOM in {t:.0} s",
+            human_bytes(l * MIB)
+        ),
+        _ => String::new(),
+    };
     let title = format!(
-        "memory: {} ({})",
+        "memory: {} ({}){off_scale}",
         s.scenario.as_deref().unwrap_or("-"),
         s.verdict.class
     );
+    // Room above the data (the limit line included) for the legend: warm-up,
+    // the three lines, and the fit, limit and death entries when drawn.
+    let entries = 4
+        + usize::from(!s.verdict.findings.is_empty() || s.signals.contains_key("allocated"))
+        + usize::from(show_limit.is_some())
+        + usize::from(s.target_died.is_some());
+    let top = legend_top(y_max, entries);
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 18))
         .margin(10)
         .x_label_area_size(30)
         .y_label_area_size(60)
-        .build_cartesian_2d(t_min..t_max, 0.0..y_max * 1.05)
+        .build_cartesian_2d(t_min..t_max, 0.0..top)
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -79,7 +105,7 @@ fn memory_plot(path: &Path, s: &RunSummary, samples: &[Sample]) -> Result<()> {
     let warm = s.load.warmup_s;
     chart
         .draw_series(std::iter::once(Rectangle::new(
-            [(0.0, 0.0), (warm, y_max * 1.05)],
+            [(0.0, 0.0), (warm, top)],
             RGBColor(220, 220, 220).mix(0.5).filled(),
         )))
         .map_err(err)?
@@ -98,7 +124,7 @@ fn memory_plot(path: &Path, s: &RunSummary, samples: &[Sample]) -> Result<()> {
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
     }
     fit_line(&mut chart, s, &series)?;
-    limit_line(&mut chart, s, limit, show_limit, (t_min, t_max, y_max))?;
+    limit_line(&mut chart, s, show_limit, (t_min, t_max))?;
     if let Some(d) = &s.target_died {
         chart
             .draw_series(LineSeries::new(
@@ -161,14 +187,13 @@ fn fit_line(chart: &mut Chart, s: &RunSummary, series: &[Line]) -> Result<()> {
     Ok(())
 }
 
-/// The memory limit as a line when it is on the plot's scale (with the
-/// projected OOM), else as a note.
+/// The memory limit as a line (with the projected OOM) when it is on the
+/// plot's scale; `memory_plot`'s caption says it otherwise.
 fn limit_line(
     chart: &mut Chart,
     s: &RunSummary,
-    limit: Option<f64>,
     show_limit: Option<f64>,
-    (t_min, t_max, y_max): (f64, f64, f64),
+    (t_min, t_max): (f64, f64),
 ) -> Result<()> {
     if let Some(l) = show_limit {
         let label = match s.verdict.time_to_oom_s {
@@ -187,18 +212,6 @@ fn limit_line(
             .map_err(err)?
             .label(label)
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], MAGENTA));
-    } else if let (Some(l), Some(t)) = (limit, s.verdict.time_to_oom_s) {
-        chart
-            .draw_series(std::iter::once(Text::new(
-                format!(
-                    "limit {} off scale; projected OOM in {:.0} s",
-                    human_bytes(l * MIB),
-                    t
-                ),
-                (t_min + 0.02 * (t_max - t_min), y_max),
-                ("sans-serif", 14),
-            )))
-            .map_err(err)?;
     }
     Ok(())
 }
@@ -293,14 +306,13 @@ fn latency_plot(path: &Path, s: &RunSummary, stats: &LoadStats) -> Result<()> {
     Ok(())
 }
 
-fn html(s: &RunSummary) -> String {
+fn html(s: &RunSummary, dir: &Path) -> String {
     let mut h = String::new();
     let v = &s.verdict;
     let _ = write!(
         h,
         "<!doctype html><meta charset=utf-8><title>loadgen: {sc}</title>\
-         <style>body{{font-family:sans-serif;max-width:960px;margin:2em auto}}td,th{{padding:2px 8px;text-align:right}}\
-         td:first-child{{text-align:left}}.leak{{color:#b00}}</style>\
+         <style>{style}</style>\
          <h1>loadgen run: {sc}</h1><p>target {t}{pid}</p>\
          <h2 class={cls}>verdict: {head} — {class}</h2><ul>",
         sc = esc(s.scenario.as_deref().unwrap_or("-")),
@@ -309,6 +321,7 @@ fn html(s: &RunSummary) -> String {
         cls = if v.leak { "leak" } else { "ok" },
         head = if v.leak { "LEAK" } else { "no leak" },
         class = esc(v.class.as_str()),
+        style = super::STYLE,
     );
     for f in &v.findings {
         let _ = write!(
@@ -355,7 +368,10 @@ fn html(s: &RunSummary) -> String {
             g.error_pct
         );
     }
-    h.push_str("<img src=memory.svg><img src=tasks.svg><img src=latency.svg>");
+    // Inline, so the page carries its plots when copied on its own.
+    for plot in ["memory.svg", "tasks.svg", "latency.svg"] {
+        h.push_str(&super::inline_svg(&dir.join(plot)));
+    }
     h.push_str("<h2>signals after warm-up</h2><table><tr><th>signal<th>slope/s<th>95% CI<th>p<th>first<th>last<th>rising");
     for (name, f) in &s.signals {
         let _ = write!(
