@@ -246,6 +246,14 @@ pub(super) async fn take_artifacts(
 ) -> Result<Vec<HuntFinding>> {
     step(4, "taking the artifact each class calls for");
     classified.sort_by_key(|c| c.finding.class != LeakClass::Retention);
+    // The run's heap burn is the seeded leaks' together; each finding gets
+    // its owner's share by the catalogue's per-request truth (the mix sends
+    // each the same number of requests).
+    let owned: f64 = classified
+        .iter()
+        .filter_map(|c| c.owner.as_ref())
+        .map(|o| o.bytes_per_request as f64)
+        .sum();
     let mut findings = Vec::new();
     for Classified {
         finding: f,
@@ -280,7 +288,12 @@ pub(super) async fn take_artifacts(
             class: f.class,
             component: f.component.clone(),
             signal: f.signal.clone(),
-            burn_rate_bytes_per_h: f.burn_rate_bytes_per_h,
+            burn_rate_bytes_per_h: match (&owner, f.burn_rate_bytes_per_h) {
+                (Some(o), Some(all)) if owned > 0.0 => {
+                    Some(all * o.bytes_per_request as f64 / owned)
+                }
+                (_, all) => all,
+            },
             time_to_oom_s: t.leaky.verdict.time_to_oom_s,
             artifact: artifact.file.map(|p| p.display().to_string()),
             why,
