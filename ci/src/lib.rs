@@ -10,6 +10,7 @@
 //! - [`plot`]: burn rate by release, with deploy markers.
 //! - [`prove`]: measured proof sections for `fixes/<id>.md`.
 //! - [`bench`]: what heap profiling and the allocation profile cost.
+//! - [`detect`]: how fast and how right `loadgen run --until-verdict` is.
 //! - [`guards`]: the leak guards run N times in a row, tallied.
 //! - [`process`]: child processes with a deadline.
 //! - [`soak`]: task evidence asked for under load, counted when it does not answer.
@@ -28,6 +29,7 @@
 //! cargo ci prove [--only ID]... [--dry-run]
 //! cargo ci bench-profiling [--rounds 5] [--duration 6s]
 //! cargo ci bench-allocs [--rounds 5] [--duration 6s] [--scenario churn] [--fetches 6]
+//! cargo ci bench-detect [--control-runs 20] [--only ID]... [--duration 40s] [--warmup 10s]
 //! cargo ci guards [--repeat 20] [--variant build-default|leak-on|both] [--features leak-ID]... [--only ID]...
 //! cargo ci soak-tasks [--mode census|await|both] [--services 4] [--requests 10] [--timeout 10s]
 //! cargo ci check hunt|bisect|oom|run|canary|memory FILE [EXPECTATIONS]...
@@ -50,6 +52,7 @@ pub mod bench;
 pub mod bisect;
 pub mod build;
 pub mod check;
+pub mod detect;
 pub mod guards;
 pub mod html_check;
 pub mod hunt_bench;
@@ -88,6 +91,11 @@ pub enum Task {
     /// rounds; the memory each service holds after the same load; the time
     /// to serve /debug/pprof/allocs (and /debug/pprof/heap, for comparison).
     BenchAllocs(BenchAllocsOpts),
+    /// Benchmark (not a test): `loadgen run --until-verdict` over every
+    /// catalogue scenario (time from warm-up to a verdict, right or not) and
+    /// N more runs of each negative control (false alarms); a table, totals
+    /// and whether the targets were met.
+    BenchDetect(detect::DetectOpts),
     /// Run the leak guards (service/tests/guards) N times in a row and tally
     /// them: on the fixed code every guard must hold every time (no false
     /// positives from warm-up); with --features leak-ID (a bad release) its
@@ -203,7 +211,7 @@ pub struct GuardsOpts {
     /// Build a bad release: leaklab-service features (`leak-unbounded-cache`), repeatable.
     #[arg(long = "features", value_name = "FEATURE")]
     pub features: Vec<String>,
-    /// Only these scenarios' guards (repeatable); default: all sixteen.
+    /// Only these scenarios' guards (repeatable); default: every scenario.
     #[arg(long = "only", value_name = "ID")]
     pub only: Vec<String>,
 }

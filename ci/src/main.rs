@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         Task::Prove(opts) => run_prove(opts),
         Task::BenchProfiling(opts) => run_bench_profiling(opts),
         Task::BenchAllocs(opts) => run_bench_allocs(opts),
+        Task::BenchDetect(opts) => leaklab_ci::detect::run(opts).map(|_| ()),
         Task::Guards(opts) => match run_guards(opts) {
             Ok(true) => Ok(()),
             Ok(false) => return ExitCode::FAILURE,

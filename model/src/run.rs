@@ -28,6 +28,42 @@ pub struct RunSummary {
     /// Path of the HTML report, when `--out` was given.
     pub report: Option<String>,
     pub notes: Vec<String>,
+    /// `--until-verdict` ended the run before `--duration`: its sequential
+    /// test was decisive and the judge agreed.
+    #[serde(default)]
+    pub stopped_early: bool,
+    /// With `--until-verdict`: which test gave the verdict, and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequential: Option<SequentialSummary>,
+}
+
+/// How a `--until-verdict` run reached its verdict. The verdict itself is
+/// always the judge's, over the samples taken.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SequentialSummary {
+    /// `sequential` (decisive before the maximum: the run stopped) or
+    /// `fixed-window` (the run went on to `--duration`).
+    pub decided_by: String,
+    /// What the sequential test decided: `climb` (a leak call: a watched
+    /// signal's confidence sequence lies above zero and its growth is large
+    /// and persists) or `flat` (every watched signal's lies below its
+    /// practical floor); null when the run reached the maximum undecided.
+    pub decision: Option<String>,
+    /// The signal whose confidence sequence called the climb.
+    pub signal: Option<String>,
+    /// Seconds from the end of warm-up to the decision; when the fixed
+    /// window decided, to the end of the load.
+    pub decision_after_s: f64,
+    /// Looks taken, one per second of measurement.
+    pub looks: u32,
+    /// The error budget of each call (climb, flat) over every look and signal.
+    pub alpha: f64,
+    /// At the last look, how far the evidence was from a leak call and from
+    /// a flat call (0 to 1; 1 is a call).
+    pub evidence_leak: f64,
+    pub evidence_flat: f64,
+    /// `--duration`: the most the run could last.
+    pub max_duration_s: f64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

@@ -71,6 +71,14 @@ pub struct Config {
     pub session_bytes: u64,
     /// Elements merged by `POST /merge` (vec-regrowth).
     pub merge_elements: usize,
+    /// Staging block of one export part (defer-in-loop): what a part kept
+    /// open holds.
+    pub export_block_bytes: u64,
+    /// `POST /exports/{key}` body size loadgen sends (defer-in-loop's trigger).
+    pub export_record_bytes: u64,
+    /// How long the export job writes into one archive before sealing it
+    /// (and, on the leaky path, closing the parts it kept open).
+    pub export_archive_interval: Duration,
 }
 
 impl Default for Config {
@@ -105,6 +113,9 @@ impl Default for Config {
             batch_bytes: 256 << 20,
             session_bytes: 512,
             merge_elements: 100_000,
+            export_block_bytes: 64 * 1024,
+            export_record_bytes: 1024,
+            export_archive_interval: Duration::from_secs(3600),
         }
     }
 }

@@ -144,6 +144,8 @@ pub(crate) mod tests {
             },
             report: None,
             notes: vec![],
+            stopped_early: false,
+            sequential: None,
         }
     }
 

@@ -17,6 +17,9 @@
 //! - `outside`: the verdict for a target seen only from outside (RSS and
 //!   named series, no allocator statistics).
 //! - [`oom`]: time to OOM, and the kill predicted from cgroup usage.
+//! - [`sequential`]: the confidence sequences behind `--until-verdict`.
+//! - [`stopping`]: `--until-verdict`'s stopping rule: the sequential test
+//!   looked at once a second, the judge's agreement before a stop.
 //! - [`truth`]: the ground-truth check against the catalogue.
 //! - [`canary`]: a baseline and a canary compared.
 
@@ -24,8 +27,10 @@ pub mod canary;
 mod classify;
 pub mod oom;
 mod outside;
+pub mod sequential;
 pub mod signals;
 pub mod stats;
+pub mod stopping;
 pub mod truth;
 
 use std::collections::BTreeMap;

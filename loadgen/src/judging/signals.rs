@@ -30,7 +30,7 @@ pub enum Kind {
 
 impl Kind {
     /// Growth over the window below this is never a leak, however significant.
-    fn min_growth(self) -> f64 {
+    pub fn min_growth(self) -> f64 {
         match self {
             Kind::Bytes => MIB,
             Kind::Count => 16.0,

@@ -74,19 +74,10 @@ pub fn theil_sen(x: &[f64], y: &[f64]) -> Option<TheilSen> {
     if n < 3 {
         return None;
     }
-    let mut slopes = Vec::with_capacity(n * (n - 1) / 2);
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let dx = x[j] - x[i];
-            if dx != 0.0 {
-                slopes.push((y[j] - y[i]) / dx);
-            }
-        }
-    }
+    let slopes = pair_slopes(x, y);
     if slopes.is_empty() {
         return None;
     }
-    slopes.sort_by(f64::total_cmp);
     let slope = median_sorted(&slopes);
     let residual_intercepts: Vec<f64> = (0..n).map(|i| y[i] - slope * x[i]).collect();
     let intercept = median(&residual_intercepts);
@@ -106,6 +97,32 @@ pub fn theil_sen(x: &[f64], y: &[f64]) -> Option<TheilSen> {
         intercept,
         ci95: (lo.min(slope), hi.max(slope)),
     })
+}
+
+/// The slopes `(y[j] - y[i]) / (x[j] - x[i])` of every pair of points
+/// (`i < j`, `x` not equal), sorted: what Theil–Sen and Sen's interval read.
+pub fn pair_slopes(x: &[f64], y: &[f64]) -> Vec<f64> {
+    let n = x.len().min(y.len());
+    let mut slopes = Vec::with_capacity(n * n.saturating_sub(1) / 2);
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let dx = x[j] - x[i];
+            if dx != 0.0 {
+                slopes.push((y[j] - y[i]) / dx);
+            }
+        }
+    }
+    slopes.sort_by(f64::total_cmp);
+    slopes
+}
+
+/// Median of values already sorted. NaN for an empty slice.
+pub fn median_of_sorted(sorted: &[f64]) -> f64 {
+    if sorted.is_empty() {
+        f64::NAN
+    } else {
+        median_sorted(sorted)
+    }
 }
 
 /// Mann–Kendall trend test of `y` in time order. `None` with fewer than 3 points.
@@ -165,6 +182,13 @@ pub fn mann_kendall(y: &[f64]) -> Option<MannKendall> {
 pub fn standard_normal_cdf(z: f64) -> f64 {
     // Normal::new(0, 1) cannot fail; fall back to the symmetric midpoint anyway.
     Normal::new(0.0, 1.0).map(|n| n.cdf(z)).unwrap_or(0.5)
+}
+
+/// The z with `1 - Φ(z) = p`: the one-sided critical value at level `p`.
+pub fn upper_normal_quantile(p: f64) -> f64 {
+    Normal::new(0.0, 1.0)
+        .map(|n| -n.inverse_cdf(p.clamp(1e-300, 0.5)))
+        .unwrap_or(f64::INFINITY)
 }
 
 /// Indices of at most `max` points spread evenly over `0..n` (first and last
@@ -306,6 +330,13 @@ mod tests {
     fn normal_cdf_and_helpers_are_right() {
         assert!((standard_normal_cdf(0.0) - 0.5).abs() < 1e-12);
         assert!((standard_normal_cdf(1.96) - 0.975).abs() < 1e-3);
+        assert!((upper_normal_quantile(0.025) - Z_975).abs() < 1e-6);
+        assert!((upper_normal_quantile(1e-4) - 3.719).abs() < 1e-3);
+        assert_eq!(
+            pair_slopes(&[0.0, 1.0, 2.0], &[0.0, 2.0, 1.0]),
+            vec![-1.0, 0.5, 2.0]
+        );
+        assert_eq!(median_of_sorted(&[1.0, 2.0, 4.0]), 2.0);
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
         assert!((mad_sigma(&[1.0, 2.0, 3.0, 4.0, 100.0]) - 1.4826).abs() < 1e-9);

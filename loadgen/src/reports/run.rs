@@ -481,6 +481,19 @@ pub fn print_human(s: &RunSummary) {
             g.signal, g.expected_slope_per_s, g.per_request, g.rate_achieved, g.measured_slope_per_s, g.error_pct
         );
     }
+    if let Some(q) = &s.sequential {
+        eprintln!(
+            "until-verdict: decided by the {} test{} {:.1} s after warm-up ({} looks; at most {:.0} s)",
+            q.decided_by,
+            q.decision
+                .as_deref()
+                .map(|d| format!(" ({d}{})", q.signal.as_deref().map(|s| format!(" in {s}")).unwrap_or_default()))
+                .unwrap_or_default(),
+            q.decision_after_s,
+            q.looks,
+            q.max_duration_s
+        );
+    }
     if let Some(d) = &s.target_died {
         eprintln!("TARGET DIED at {:.1} s: {}", d.at_s, d.reason);
     }

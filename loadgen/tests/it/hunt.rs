@@ -86,8 +86,9 @@ fn a_short_hunt_names_both_leaks_writes_their_artifacts_and_proves_the_fix() {
     );
 }
 
-/// The blind hunt against a mystery with one leak (seed 9: task-leak, no
-/// decoy, as the draw over the catalogue gives it): named from evidence,
+/// The blind hunt against a mystery with one leak (seed 9 draws one and no
+/// decoy over the catalogue; which one the test reads from `loadgen grade`,
+/// so it holds when the catalogue grows): named from evidence,
 /// graded perfect; and, told to switch off the wrong flag, it says the fix
 /// is not proven (exit 4), never "flat".
 #[test]

@@ -49,6 +49,67 @@ fn an_unbounded_cache_is_a_retention_leak_and_a_bounded_cache_is_not() {
     assert_eq!(code, 0);
 }
 
+/// One body for a leak and its negative control: `--until-verdict` with a
+/// 60 s maximum against a service with the scenario's leak on; returns
+/// (exit, summary).
+fn run_until_verdict(scenario: &str) -> (i32, serde_json::Value) {
+    let service = Service::start(&["--leak", scenario]);
+    let pid = service.pid().to_string();
+    let args = [
+        "run",
+        "--target",
+        service.url(),
+        "--pid",
+        &pid,
+        "--scenario",
+        scenario,
+        "--rate",
+        "200",
+        "--duration",
+        "60s",
+        "--warmup",
+        "4s",
+        "--until-verdict",
+        "--json",
+    ];
+    let (code, stdout, stderr) = loadgen(&args);
+    let summary: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("summary JSON ({e}): {stdout}\n{stderr}"));
+    (code, summary)
+}
+
+#[test]
+fn until_verdict_stops_a_loud_leak_early_and_never_calls_churn_a_leak() {
+    let (code, leak) = run_until_verdict("unbounded-cache");
+    let seq = &leak["sequential"];
+    assert_eq!(leak["stopped_early"], true, "{leak:#}");
+    assert_eq!(seq["decided_by"], "sequential");
+    assert_eq!(seq["decision"], "climb");
+    assert_eq!(seq["signal"], "allocated");
+    let after = seq["decision_after_s"].as_f64().unwrap();
+    assert!(
+        (2.0..10.0).contains(&after),
+        "decided {after} s after warm-up"
+    );
+    // The class is still the judge's, over the samples taken.
+    assert_eq!(leak["verdict"]["class"], "retention");
+    assert_eq!(code, 3);
+    assert!(leak["load"]["duration_s"].as_f64().unwrap() < 30.0);
+
+    let (code, control) = run_until_verdict("churn");
+    assert_eq!(control["verdict"]["leak"], false, "{control:#}");
+    assert_eq!(code, 0);
+    let seq = &control["sequential"];
+    match seq["decided_by"].as_str() {
+        Some("sequential") => {
+            assert_eq!(seq["decision"], "flat", "{control:#}");
+            assert_eq!(control["stopped_early"], true);
+        }
+        Some("fixed-window") => assert_eq!(control["stopped_early"], false),
+        other => panic!("decided_by {other:?}: {control:#}"),
+    }
+}
+
 #[test]
 fn a_task_leak_is_called_a_task_leak_with_spawn_and_writes_its_report() {
     let out = scratch("task-leak");

@@ -27,6 +27,7 @@ pub mod blobs;
 pub mod bus;
 pub mod cache;
 pub mod churn;
+pub mod exports;
 pub mod fanout;
 mod gauges;
 pub mod ingest;
@@ -99,6 +100,7 @@ scenario_ids! {
     Churn => "churn", "leak-churn",
     BoundedCache => "bounded-cache", "leak-bounded-cache",
     VecRegrowth => "vec-regrowth", "leak-vec-regrowth",
+    DeferInLoop => "defer-in-loop", "leak-defer-in-loop",
 }
 
 /// Builds every component. Order matters only for `wrap`: later wraps outermost.
@@ -121,6 +123,7 @@ pub fn build(ctx: &Ctx) -> Vec<Arc<dyn Component>> {
         Arc::new(batch::BatchIngest::new(ctx.clone())),
         Arc::new(sessions::Sessions::new(ctx.clone())),
         Arc::new(merge::Merge::new(ctx.clone())),
+        Arc::new(exports::Exports::new(ctx.clone())),
     ]
 }
 
@@ -145,6 +148,7 @@ pub fn scenario(id: ScenarioId, config: &Config) -> Scenario {
         ScenarioId::RssRetained => (batch::scenario(config), "batch.rs"),
         ScenarioId::MapNoShrink => (sessions::scenario(config), "sessions.rs"),
         ScenarioId::VecRegrowth => (merge::scenario(config), "merge.rs"),
+        ScenarioId::DeferInLoop => (exports::scenario(config), "exports.rs"),
     };
     s.source = format!("src/components/{file}");
     s

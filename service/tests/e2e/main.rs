@@ -10,6 +10,7 @@ mod auth;
 mod batch;
 mod blobs;
 mod bus;
+mod exports;
 mod helpers;
 mod ingest;
 mod leaks;

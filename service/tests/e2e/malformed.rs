@@ -78,6 +78,7 @@ async fn malformed_requests_on_every_route_never_get_a_5xx() {
         "/admin/flags",
         "/admin/flags/{key}",
         "/admin/profiling",
+        "/exports",
     ]
     .iter()
     .map(|s| s.to_string())

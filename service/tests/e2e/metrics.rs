@@ -46,7 +46,11 @@ async fn metrics_follow_prometheus_conventions() {
         .lines()
         .filter(|l| l.starts_with("leaklab_leak_enabled{"))
         .collect();
-    assert_eq!(flags.len(), 16, "every flag, on or off: {flags:?}");
+    assert_eq!(
+        flags.len(),
+        leaklab_service::catalogue::ScenarioId::ALL.len(),
+        "every flag, on or off: {flags:?}"
+    );
     assert!(flags.contains(&"leaklab_leak_enabled{scenario=\"churn\"} 1"));
     assert!(flags.contains(&"leaklab_leak_enabled{scenario=\"task-leak\"} 0"));
 }

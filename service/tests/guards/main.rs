@@ -116,6 +116,12 @@ fn plan(id: ScenarioId, config: &mut Config) -> Plan {
             config.merge_elements = 200;
             guard.into()
         }
+        // 16 KiB staging blocks are kept open (or closed each turn) just as
+        // 64 KiB ones are, at a quarter of the padding written per record.
+        ScenarioId::DeferInLoop => {
+            config.export_block_bytes = 16 * 1024;
+            guard.into()
+        }
         _ => guard.into(),
     }
 }
@@ -267,4 +273,5 @@ guards! {
     rss_retained => leaklab_service::catalogue::ScenarioId::RssRetained,
     map_no_shrink => leaklab_service::catalogue::ScenarioId::MapNoShrink,
     vec_regrowth => leaklab_service::catalogue::ScenarioId::VecRegrowth,
+    defer_in_loop => leaklab_service::catalogue::ScenarioId::DeferInLoop,
 }

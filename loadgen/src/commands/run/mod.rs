@@ -4,12 +4,14 @@
 //! A run is a [`RunPlan`] (`plan`): `loadgen run` builds one from [`RunOpts`],
 //! `hunt`, `canary` and `oom` build theirs directly. [`execute`] composes the
 //! stages: `prepare` (target, catalogue, workload), `session` (sampling and
-//! load), judging, and the reports. It never prints to stdout and returns
-//! the [`RunSummary`] with the exit code it implies.
+//! load, and with `--until-verdict` the stopping rule, `until_verdict`),
+//! judging, and the reports. It never prints to stdout and returns the
+//! [`RunSummary`] with the exit code it implies.
 
 pub mod plan;
 pub mod prepare;
 pub mod session;
+pub mod until_verdict;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -33,6 +35,7 @@ pub use plan::{RunPlan, SpawnLeaks, TargetPlan, Workload};
 use prepare::Prepared;
 pub use prepare::DEFAULT_RATE;
 use session::{Hooks, Session};
+use until_verdict::UntilVerdict;
 
 /// Options of `loadgen run`.
 #[derive(Args, Clone, Debug)]
@@ -60,9 +63,17 @@ pub struct RunOpts {
     /// (closed model, --connections back to back).
     #[arg(long, default_value = "auto", value_parser = parse_rate)]
     pub rate: RateArg,
-    /// Whole run length, warm-up included (e.g. 40s, 2m).
+    /// Whole run length, warm-up included (e.g. 40s, 2m); with
+    /// --until-verdict, the most it may last.
     #[arg(long, default_value = "40s", value_parser = parse_duration)]
     pub duration: Duration,
+    /// Stop as soon as the evidence is decisive: after warm-up, look once a
+    /// second (a confidence sequence on the slope of allocated, alive_tasks
+    /// and rss, its error rate held over every look) and stop at a leak call
+    /// or a decisive no-climb that the judge agrees with; --duration is the
+    /// maximum, where the fixed-window verdict decides.
+    #[arg(long)]
+    pub until_verdict: bool,
     /// Warm-up excluded from the analysis.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub warmup: Duration,
@@ -156,6 +167,7 @@ impl RunOpts {
             limit: self.limit,
             out: self.out.clone(),
             quiet: self.json,
+            until_verdict: self.until_verdict,
             ..RunPlan::new(target, workload)
         }
     }
@@ -204,9 +216,10 @@ pub async fn execute_with(
     };
     let session = Session::start(plan, &p, hooks).await;
     let shared = session.shared.clone();
+    let until_verdict = session.until_verdict.clone();
     let (stats, log) = session.wait().await?;
     let died = died(&p, shared.died());
-    let outcome = finish(plan, &p, stats, log, died)?;
+    let outcome = finish(plan, &p, (stats, log), died, until_verdict.as_deref())?;
     drop(p.service);
     Ok(outcome)
 }
@@ -224,22 +237,34 @@ fn died(p: &Prepared, died: Option<TargetDied>) -> Option<TargetDied> {
     })
 }
 
-/// Judges the samples and writes the summary and report.
+/// Judges the samples and writes the summary and report. With
+/// `--until-verdict`, the verdict is still the judge's over the samples
+/// taken; the summary adds how and when it was reached.
 fn finish(
     plan: &RunPlan,
     p: &Prepared,
-    stats: LoadStats,
-    log: SampleLog,
+    (stats, log): (LoadStats, SampleLog),
     died: Option<TargetDied>,
+    until_verdict: Option<&UntilVerdict>,
 ) -> Result<RunOutcome> {
     let judged = judging::judge(&log.samples, &p.catalogue, plan.limit);
-    let end_s = died
-        .as_ref()
-        .map(|d| d.at_s)
-        .unwrap_or(plan.duration.as_secs_f64());
+    let stop = until_verdict.and_then(|u| u.stop());
+    let end_s = match (&died, &stop) {
+        (Some(d), _) => d.at_s,
+        (None, Some(_)) => stats.elapsed.as_secs_f64().min(plan.duration.as_secs_f64()),
+        (None, None) => plan.duration.as_secs_f64(),
+    };
     let rate_achieved = stats.rate_between(plan.warmup.as_secs_f64(), end_s);
     let ground_truth = judging::ground_truth(p.scenario.as_ref(), &judged.signals, rate_achieved);
-    let notes = notes(p, &stats, died.as_ref());
+    let mut notes = notes(p, &stats, died.as_ref());
+    notes.extend(stop.as_ref().map(until_verdict::note));
+    let (stopped_early, sequential) = match until_verdict {
+        Some(u) => {
+            let (early, s) = u.summary(plan, end_s - plan.warmup.as_secs_f64());
+            (early, Some(s))
+        }
+        None => (false, None),
+    };
     let mut summary = RunSummary {
         schema: SCHEMA.into(),
         scenario: Some(plan.workload.label()),
@@ -261,6 +286,8 @@ fn finish(
         },
         report: None,
         notes,
+        stopped_early,
+        sequential,
     };
     if let Some(dir) = &plan.out {
         match reports::write(dir, &summary, &log.samples, &stats) {

@@ -131,6 +131,9 @@ pub struct RunPlan {
     /// rates and a mixed run's caps); 0.5 by default, less for a caller
     /// that runs the same service several times (the blind hunt).
     pub budget_share: f64,
+    /// Stop as soon as the sequential test is decisive and the judge agrees
+    /// (`--until-verdict`); `duration` is then the maximum.
+    pub until_verdict: bool,
 }
 
 impl RunPlan {
@@ -156,6 +159,7 @@ impl RunPlan {
             metrics: None,
             metric_names: Vec::new(),
             budget_share: 0.5,
+            until_verdict: false,
         }
     }
 
@@ -206,6 +210,12 @@ impl RunPlan {
 
     pub fn sample_interval(mut self, every: Duration) -> RunPlan {
         self.sample_interval = every;
+        self
+    }
+
+    /// See [`RunPlan::until_verdict`].
+    pub fn until_verdict(mut self, on: bool) -> RunPlan {
+        self.until_verdict = on;
         self
     }
 

@@ -1,6 +1,8 @@
 //! A live run: the sampler started (its baseline first), then the load, and
 //! the progress line; [`Session::wait`] lets both run their course,
-//! [`Session::stop`] ends them early (`loadgen oom`, at the kill).
+//! [`Session::stop`] ends them early (`loadgen oom`, at the kill). With
+//! `--until-verdict` the stopping rule watches every sample and ends both
+//! itself when the evidence is decisive ([`super::until_verdict`]).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -16,8 +18,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::plan::RunPlan;
 use super::prepare::Prepared;
+use super::until_verdict::{self, UntilVerdict};
 use crate::engine::{self, LoadConfig, LoadStats, Progress};
 use crate::human::human_bytes;
+use crate::judging::stopping::StopRule;
 use crate::sampling::{self, CgroupProbe, SampleLog, SamplerConfig, Shared};
 use crate::target::spawn::ExitProbe;
 
@@ -53,6 +57,9 @@ pub struct Session {
     printer: Option<JoinHandle<()>>,
     ctrl_c: JoinHandle<()>,
     stop_at: Duration,
+    /// With `--until-verdict`: the stopping rule's state, and its task.
+    pub until_verdict: Option<Arc<UntilVerdict>>,
+    watcher: Option<JoinHandle<()>>,
 }
 
 impl Session {
@@ -68,6 +75,24 @@ impl Session {
         }
         let cancel = CancellationToken::new();
         let stop_at = plan.duration + COOLDOWN;
+        // With --until-verdict the sampler's tap feeds the stopping rule,
+        // which passes every sample on to the caller's tap.
+        let (tap, until_verdict, watcher) = if plan.until_verdict {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let status = Arc::new(UntilVerdict::default());
+            let rule = StopRule::new(plan.warmup, plan.duration, p.catalogue.clone(), plan.limit);
+            let watcher = until_verdict::spawn(
+                rule,
+                rx,
+                hooks.tap,
+                status.clone(),
+                progress.clone(),
+                cancel.clone(),
+            );
+            (Some(tx), Some(status), Some(watcher))
+        } else {
+            (hooks.tap, None, None)
+        };
         let cfg = SamplerConfig {
             pid: p.pid,
             samples_path: plan.out.as_ref().map(|d| d.join("samples.jsonl")),
@@ -76,7 +101,7 @@ impl Session {
                 .or_else(|| p.service.as_ref().map(|s| s.exit_probe())),
             cgroup_probe: hooks.cgroup_probe,
             watch_death: !hooks.own_death_watch,
-            tap: hooks.tap,
+            tap,
             cancel: cancel.clone(),
             external: p.external,
             metrics: p.metrics.clone(),
@@ -94,6 +119,7 @@ impl Session {
             tokio::spawn(progress_line(
                 progress.clone(),
                 shared.clone(),
+                until_verdict.clone(),
                 start,
                 plan.duration,
             ))
@@ -121,6 +147,8 @@ impl Session {
             printer,
             ctrl_c,
             stop_at,
+            until_verdict,
+            watcher,
         }
     }
 
@@ -140,6 +168,10 @@ impl Session {
             .await
             .context("the memory sampler did not finish")?
             .context("memory sampler")??;
+        // The sampler has dropped its tap: the rule sees its last samples and ends.
+        if let Some(watcher) = self.watcher.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), watcher).await;
+        }
         self.end_helpers();
         Ok((stats, log))
     }
@@ -164,7 +196,7 @@ impl Session {
 
     fn end_helpers(&self) {
         self.ctrl_c.abort();
-        if let Some(h) = &self.printer {
+        for h in self.printer.iter().chain(&self.watcher) {
             h.abort();
         }
     }
@@ -194,10 +226,12 @@ fn load_config(plan: &RunPlan, p: &Prepared) -> LoadConfig {
     }
 }
 
-/// Once a second on stderr: requests, errors, drops and the latest memory.
+/// Once a second on stderr: requests, errors, drops, the latest memory and,
+/// with `--until-verdict`, the running decision.
 async fn progress_line(
     progress: Arc<Progress>,
     shared: Arc<Shared>,
+    until_verdict: Option<Arc<UntilVerdict>>,
     start: Instant,
     duration: Duration,
 ) {
@@ -219,8 +253,12 @@ async fn progress_line(
             ),
             None => " | memory: no answer".into(),
         };
+        let decision = until_verdict
+            .as_ref()
+            .map(|u| u.progress())
+            .unwrap_or_default();
         eprintln!(
-            "[{:>4.0}s] {:>8} done {:>6}/s  errors {}  dropped {}{mem}",
+            "[{:>4.0}s] {:>8} done {:>6}/s  errors {}  dropped {}{mem}{decision}",
             start.elapsed().as_secs_f64(),
             done,
             done - last_done,
