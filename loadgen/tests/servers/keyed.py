@@ -10,6 +10,10 @@ resident memory and the number of cached keys.
 GET / answers an HTML page (a URL that is not an API, for loadgen's errors).
 
 Prints `listening on http://127.0.0.1:PORT` on stdout once it accepts.
+Run it with MALLOC_ARENA_MAX=1 (the tests do): it serves a thread per
+connection, and with glibc's arena per thread a bounded store's RSS creeps
+for minutes before it levels.
+
 Binds loopback only; stops on SIGTERM or when stdin closes (so a test that
 dies leaves no server behind).
 """
