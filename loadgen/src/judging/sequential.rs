@@ -33,10 +33,10 @@
 //!   (the fixed window's floor, 1 MiB or 16 counts; four times the noise
 //!   around the fit; and 1.5 times the largest fall back the signal showed
 //!   in the second half of the warm-up or in the window, so churn is not
-//!   called on one rising tooth), and the climb persists (the most recent half of the window rises at
-//!   least [`PERSIST`] of the whole window's slope, so a fill that stopped is
-//!   not called). These vetoes only make a call rarer, so the error bound
-//!   holds for the call.
+//!   called on one rising tooth), and the climb persists (the most recent
+//!   half of the window rises at least [`PERSIST`] of the whole window's
+//!   slope, so a fill that stopped is not called). These vetoes only make a
+//!   call rarer, so the error bound holds for the call.
 //! - **flat** (decisively no climb): every signal's upper bound is below the
 //!   slope at which the whole maximum window would grow by its practical
 //!   floor: even the full run could not call that a climb.
