@@ -115,6 +115,10 @@ fn growth_in<'a>(growth: &'a [SiteGrowth], source: &str) -> (i64, Option<&'a Sit
 /// Heap growth a site must show to make its code a suspect.
 const MIN_SITE_GROWTH: i64 = 2 << 20;
 
+/// Heap growth at sites no leak scenario owns that makes the scenarios
+/// without a gauge of their own suspects.
+const UNOWNED_GROWTH: i64 = 32 << 20;
+
 /// The leak scenarios the screening run points at: a climbing gauge, a
 /// level gauge that stayed raised, or (retention) allocation sites in its
 /// code that grew in the heap-profile diff (`growth`).
@@ -151,6 +155,49 @@ pub fn candidates(
                 scenario: s.clone(),
                 why,
             });
+        }
+    }
+    // A worker that drains its queue hides the queue's growth below its
+    // drain rate, and the mixed screen gives each route a fraction of the
+    // load: such a route always gets a window of its own, above its drain.
+    for s in catalogue
+        .0
+        .iter()
+        .filter(|s| hunted(s) && s.drain_per_s.is_some())
+    {
+        if !out.iter().any(|c| c.scenario.id == s.id) {
+            out.push(Candidate {
+                scenario: s.clone(),
+                why: format!(
+                    "its worker drains {:.0}/s, more than the screen sent it: tried alone, above that",
+                    s.drain_per_s.unwrap_or_default()
+                ),
+            });
+        }
+    }
+    // Heap growth at sites that no leak scenario's code owns (an inlined
+    // frame symbolized to the wrong file, say): the retention scenarios the
+    // service exports no gauge for could be behind it, so each gets a window.
+    let owned: i64 = catalogue
+        .0
+        .iter()
+        .filter(|s| hunted(s))
+        .map(|s| growth_in(growth, &s.source).0)
+        .sum();
+    let unowned = total - owned;
+    if unowned >= UNOWNED_GROWTH.max(total / 5) {
+        for s in catalogue.0.iter().filter(|s| {
+            hunted(s) && s.class == LeakClass::Retention && gauge_fit(screen, &s.gauge).is_none()
+        }) {
+            if !out.iter().any(|c| c.scenario.id == s.id) {
+                out.push(Candidate {
+                    scenario: s.clone(),
+                    why: format!(
+                        "the heap grew {} at sites no leak's code owns, and it exports no gauge of its own",
+                        human_bytes(unowned as f64)
+                    ),
+                });
+            }
         }
     }
     // A class the signals show that no gauge explains: every scenario of
@@ -593,5 +640,39 @@ mod tests {
         assert_eq!(held_gauges(&kept), ["capacity"]);
         let shrunk = [sample(0, 0), sample(100, 90), sample(0, 0)];
         assert!(held_gauges(&shrunk).is_empty());
+    }
+
+    #[test]
+    fn a_draining_route_and_unowned_heap_growth_make_their_candidates() {
+        let mut cat = catalogue();
+        cat.0[3].drain_per_s = Some(20.0);
+        cat.0[0].source = "src/cache.rs".into();
+        let grew = |site: &str, bytes: i64| SiteGrowth {
+            site: site.into(),
+            base_bytes: 0,
+            end_bytes: bytes,
+            growth_bytes: bytes,
+        };
+        // The gauges of cache and labels are exported (flat); orders' drains.
+        let screen = run(
+            &[
+                ("components.entries", fit(0.0, false, 5.0, 5.0)),
+                ("components.series", fit(0.0, false, 5.0, 5.0)),
+            ],
+            vec![],
+            100.0,
+        );
+        let ids =
+            |c: Vec<Candidate>| -> Vec<String> { c.into_iter().map(|c| c.scenario.id).collect() };
+        assert_eq!(ids(candidates(&screen, &cat, &[])), ["orders"]);
+        // 100 MiB at a site no leak owns: orders (no exported gauge) is tried.
+        let unowned = [
+            grew("body (src/other.rs:9)", 100 << 20),
+            grew("f (src/cache.rs:1)", 1 << 20),
+        ];
+        assert_eq!(ids(candidates(&screen, &cat, &unowned)), ["orders"]);
+        cat.0[3].drain_per_s = None;
+        assert_eq!(ids(candidates(&screen, &cat, &unowned)), ["orders"]);
+        assert!(candidates(&screen, &cat, &unowned[1..]).is_empty());
     }
 }

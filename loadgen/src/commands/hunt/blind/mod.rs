@@ -34,6 +34,7 @@ use leaklab_model::{Catalogue, LeakClass};
 
 use self::evidence::{candidates, confirm, route_groups, Candidate, Confirmed, Group};
 use super::HuntOpts;
+use crate::args::RateArg;
 use crate::artifacts::pprof::{self, SiteGrowth};
 use crate::artifacts::{self, fetch, Artifact};
 use crate::commands::run::{self, RunPlan, Workload};
@@ -62,6 +63,8 @@ struct Subject {
     control: Control,
     /// Kept so a spawned child lives as long as the hunt.
     _child: Option<Service>,
+    /// Its leak budget per scenario, when it says.
+    budget: Option<u64>,
     seed: Option<u64>,
 }
 
@@ -190,15 +193,8 @@ async fn screened(
     out: &Path,
 ) -> Result<(RunSummary, Vec<SiteGrowth>)> {
     let baseline = super::steps::baseline_profile(subject.control.clone(), opts.warmup);
-    let (run, _) = load(
-        opts,
-        subject,
-        Workload::All,
-        out,
-        opts.duration,
-        opts.warmup,
-    )
-    .await?;
+    let timing = (opts.duration, opts.warmup);
+    let (run, _) = load(opts, subject, Workload::All, out, timing, opts.rate).await?;
     describe(&run);
     let base = baseline.await.ok().and_then(Result::ok);
     let growth = match (base, fetch(&subject.control, "/debug/pprof/heap").await) {
@@ -233,6 +229,11 @@ async fn subject(opts: &HuntOpts) -> Result<Subject> {
         return Ok(Subject {
             url: target.base.clone(),
             pid: opts.pid,
+            budget: control
+                .memory()
+                .await
+                .ok()
+                .and_then(|m| m.leak_budget_bytes),
             control,
             _child: None,
             seed: None,
@@ -264,6 +265,11 @@ async fn subject(opts: &HuntOpts) -> Result<Subject> {
     Ok(Subject {
         url: service.url.clone(),
         pid: Some(service.pid),
+        budget: control
+            .memory()
+            .await
+            .ok()
+            .and_then(|m| m.leak_budget_bytes),
         control,
         _child: Some(service),
         seed: Some(seed),
@@ -283,11 +289,11 @@ async fn load(
     subject: &Subject,
     workload: Workload,
     out: &Path,
-    duration: Duration,
-    warmup: Duration,
+    (duration, warmup): (Duration, Duration),
+    rate: RateArg,
 ) -> Result<(RunSummary, Vec<String>)> {
     let plan = RunPlan::against(&subject.url, subject.pid, opts.access.clone(), workload)
-        .rate(opts.rate)
+        .rate(rate)
         .timing(duration, warmup)
         .limit(Some(opts.limit))
         .budget_share(BUDGET_SHARE)
@@ -369,13 +375,14 @@ async fn differential(
         let out = opts
             .out
             .join(format!("2-round{round}-{}", g.representative().id));
+        let rate = group_rate(opts.rate, g, subject.budget);
         let (run, held) = load(
             opts,
             subject,
             Workload::One(g.representative().id.clone()),
             &out,
-            GROUP_DURATION,
-            GROUP_WARMUP,
+            (GROUP_DURATION, GROUP_WARMUP),
+            rate,
         )
         .await?;
         describe(&run);
@@ -392,6 +399,26 @@ async fn differential(
         windows.push((g.route.clone(), run));
     }
     Ok((confirmed, windows))
+}
+
+/// A route group's own rate: the hunt's, but never so high that the
+/// heaviest scenario of the group would spend its share of the leak budget
+/// inside the window (a climb cut off reads as flat), and never below three
+/// times what a draining worker absorbs (below it a queue cannot grow).
+fn group_rate(rate: RateArg, g: &Group, budget: Option<u64>) -> RateArg {
+    let share = budget.map(|b| (b as f64 * BUDGET_SHARE * 2.0) as u64);
+    let cap = run::prepare::auto_rate(&g.members, share, GROUP_DURATION);
+    let floor = g
+        .members
+        .iter()
+        .filter_map(|m| m.drain_per_s)
+        .fold(0.0, f64::max)
+        * 3.0;
+    match rate {
+        RateArg::Fixed(r) => RateArg::Fixed(r.min(cap).max(floor)),
+        RateArg::Auto if floor > cap => RateArg::Fixed(floor),
+        other => other,
+    }
 }
 
 /// Step 3 for one confirmed scenario: its artifact and the finding.
