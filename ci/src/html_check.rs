@@ -5,7 +5,8 @@
 //!   page copied on its own keeps them; every local `href` names a file that
 //!   exists beside the page (links to the raw artifacts are extras);
 //! - headless Chromium (Debian's `chromium`) loads the page and takes a
-//!   screenshot (`--screenshot DIR`, default beside the page), which must be
+//!   screenshot (`--screenshot DIR`, default beside the page; named
+//!   `<directory>-<page>.png`), which must be
 //!   a non-trivial PNG, and its log must show no resource that failed to load.
 //!
 //! Without Chromium the browser part is skipped with a line saying so,
@@ -160,10 +161,13 @@ pub fn run(opts: &HtmlCheckOpts) -> Result<bool> {
         let dir = file.parent().unwrap_or(Path::new("."));
         let mut found = problems(&html, dir);
         if let Some(b) = browser {
-            let name = format!(
-                "{}.png",
-                file.file_stem().and_then(|s| s.to_str()).unwrap_or("page")
-            );
+            // `out/hunt/report.html` -> `hunt-report.png`: pages of the same
+            // name in different directories keep their own screenshot.
+            let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("page");
+            let name = match dir.file_name().and_then(|d| d.to_str()) {
+                Some(d) => format!("{d}-{stem}.png"),
+                None => format!("{stem}.png"),
+            };
             let png = match &opts.screenshot {
                 Some(d) => {
                     std::fs::create_dir_all(d)?;
