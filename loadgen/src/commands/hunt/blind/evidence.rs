@@ -392,7 +392,13 @@ pub fn confirm(
             ));
         }
         if !level_shaped(s.class) {
-            evidence.push(per_request_line(s, run, signal_of(s.class), shared, rate));
+            // Without a climbing gauge of its own, the truth compared is its own.
+            let truth = if shared > 0.0 {
+                shared
+            } else {
+                truth_per_request(s)
+            };
+            evidence.push(per_request_line(s, run, signal_of(s.class), truth, rate));
         }
         out.push(Confirmed {
             scenario: s.clone(),
