@@ -392,13 +392,7 @@ pub fn confirm(
             ));
         }
         if !level_shaped(s.class) {
-            // Without a climbing gauge of its own, the truth compared is its own.
-            let truth = if shared > 0.0 {
-                shared
-            } else {
-                truth_per_request(s)
-            };
-            evidence.push(per_request_line(s, run, signal_of(s.class), truth, rate));
+            evidence.push(per_request_line(s, run, shared, rate));
         }
         out.push(Confirmed {
             scenario: s.clone(),
@@ -448,8 +442,15 @@ fn signal_rate(run: &RunSummary, signal: &str) -> String {
     }
 }
 
-/// Measured per request against the catalogue's truth for what climbed.
-fn per_request_line(s: &Scenario, run: &RunSummary, signal: &str, truth: f64, rate: f64) -> String {
+/// Measured per request against the catalogue's truth for what climbed
+/// (`shared`); without a climbing gauge of its own, its own truth.
+fn per_request_line(s: &Scenario, run: &RunSummary, shared: f64, rate: f64) -> String {
+    let signal = signal_of(s.class);
+    let truth = if shared > 0.0 {
+        shared
+    } else {
+        truth_per_request(s)
+    };
     let measured = slope(run, signal) / rate;
     let (m, t) = if signal == "alive_tasks" {
         (format!("{measured:.2} tasks"), {
