@@ -282,16 +282,7 @@ pub fn prof_accum() -> bool {
 /// Takes a heap dump and reads its cumulative counts. Errors (503) when
 /// profiling is not compiled in, inactive, or runs without `prof_accum`.
 pub async fn snapshot() -> Result<AllocSnapshot, AppError> {
-    let ctl = jemalloc_pprof::PROF_CTL.as_ref().ok_or_else(|| {
-        AppError::Unavailable("heap profiling is not compiled into this binary".into())
-    })?;
-    let mut guard = ctl.clone().lock_owned().await;
-    if !guard.activated() {
-        return Err(AppError::Unavailable(
-            "heap profiling is inactive: start with --heap-profiling on or PUT /admin/profiling"
-                .into(),
-        ));
-    }
+    let mut guard = super::heap::active_profiler().await?;
     if !prof_accum() {
         return Err(AppError::Unavailable(
             "jemalloc runs without cumulative counts (prof_accum off, e.g. \

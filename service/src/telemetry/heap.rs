@@ -61,18 +61,26 @@ pub async fn set_profiling(active: bool) -> Result<(), AppError> {
     result.map_err(|e| AppError::Internal(anyhow::anyhow!("jemalloc prof.active: {e}")))
 }
 
-/// Dumps the heap profile. Symbolization and encoding run on a blocking thread.
-pub async fn dump(format: HeapFormat) -> Result<Vec<u8>, AppError> {
+/// The profiler, locked, when it is compiled in and active (else 503):
+/// what every dump (in-use or cumulative) starts from.
+pub async fn active_profiler(
+) -> Result<tokio::sync::OwnedMutexGuard<jemalloc_pprof::JemallocProfCtl>, AppError> {
     let ctl = jemalloc_pprof::PROF_CTL.as_ref().ok_or_else(|| {
         AppError::Unavailable("heap profiling is not compiled into this binary".into())
     })?;
-    let mut guard = ctl.clone().lock_owned().await;
+    let guard = ctl.clone().lock_owned().await;
     if !guard.activated() {
         return Err(AppError::Unavailable(
             "heap profiling is inactive: start with --heap-profiling on or PUT /admin/profiling"
                 .into(),
         ));
     }
+    Ok(guard)
+}
+
+/// Dumps the heap profile. Symbolization and encoding run on a blocking thread.
+pub async fn dump(format: HeapFormat) -> Result<Vec<u8>, AppError> {
+    let mut guard = active_profiler().await?;
     tokio::task::spawn_blocking(move || {
         let mut profile = guard.dump_profile()?;
         drop(guard);
