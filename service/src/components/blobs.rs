@@ -11,13 +11,14 @@
 //! FIXED PATH: the registry keeps the `mmap_registry_max` newest slots and
 //! unmaps the oldest.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
 use axum::routing::put;
 use axum::{Json, Router};
+use lru::LruCache;
 use memmap2::MmapMut;
 use serde_json::{json, Value};
 
@@ -91,25 +92,29 @@ impl BlobSlot {
     }
 }
 
-/// FIXED PATH's registry: at most `max` slots, the oldest unmapped first.
-#[derive(Default)]
+/// FIXED PATH's registry: at most `max` slots, the least recently written
+/// unmapped first (an `lru::LruCache` whose lookups `peek`, so only a
+/// write moves a key to the front).
 struct BoundedRegistry {
-    slots: HashMap<String, BlobSlot>,
-    /// Keys oldest first.
-    order: VecDeque<String>,
+    slots: LruCache<String, BlobSlot>,
+}
+
+impl Default for BoundedRegistry {
+    fn default() -> Self {
+        // Unbounded to lru, capped here: the cap is a runtime setting.
+        BoundedRegistry {
+            slots: LruCache::unbounded(),
+        }
+    }
 }
 
 impl BoundedRegistry {
     fn insert(&mut self, key: String, slot: BlobSlot, max: usize) {
-        if self.slots.insert(key.clone(), slot).is_some() {
-            self.order.retain(|k| *k != key);
-        }
-        self.order.push_back(key);
-        while self.order.len() > max.max(1) {
-            if let Some(oldest) = self.order.pop_front() {
-                // Dropping the slot unmaps it.
-                self.slots.remove(&oldest);
-            }
+        // A rewritten key's old slot comes back here and is dropped (unmapped).
+        drop(self.slots.push(key, slot));
+        while self.slots.len() > max.max(1) {
+            // Dropping the slot unmaps it.
+            drop(self.slots.pop_lru());
         }
     }
 }
@@ -234,7 +239,7 @@ impl BlobScratch {
             .lock()
             .expect("blob registry lock")
             .slots
-            .get(key)
+            .peek(key)
             .map(describe)
     }
 }

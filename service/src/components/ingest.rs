@@ -14,7 +14,6 @@
 //! bound counts entries while each entry silently pins a megabyte, so the leaky
 //! path reaches the leak budget (2 GiB) long before the bound (16 GiB).
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -23,6 +22,7 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use bytes::Bytes;
+use lru::LruCache;
 use serde::{Deserialize, Serialize};
 
 use super::{Component, Ctx, Gauges};
@@ -51,12 +51,21 @@ struct IndexEntry {
     reserved: u64,
 }
 
-/// The index: headers by document id, with insertion order for eviction.
-#[derive(Default)]
+/// The index: headers by document id, evicted oldest first. An
+/// `lru::LruCache` used as a FIFO: lookups `peek` and a re-ingested id is
+/// replaced in place (`peek_mut`), so only a new id changes the order.
 struct Index {
-    by_id: HashMap<String, IndexEntry>,
-    /// Ids oldest first; each id appears once (a re-ingested id keeps its place).
-    order: VecDeque<String>,
+    by_id: LruCache<String, IndexEntry>,
+}
+
+impl Default for Index {
+    fn default() -> Self {
+        // Unbounded to lru (it would reserve the whole table up front), capped
+        // at INDEX_CAPACITY here.
+        Index {
+            by_id: LruCache::unbounded(),
+        }
+    }
 }
 
 /// The ingest component.
@@ -138,18 +147,17 @@ impl DocumentIngest {
             if entry.reserved > 0 {
                 self.pinned.fetch_add(1, Ordering::Relaxed);
             }
-            if let Some(slot) = index.by_id.get_mut(id) {
+            if let Some(slot) = index.by_id.peek_mut(id) {
                 freed.push(std::mem::replace(slot, entry));
             } else {
-                // Evict before inserting, so neither collection outgrows the bound.
-                while index.order.len() >= INDEX_CAPACITY {
-                    let Some(oldest) = index.order.pop_front() else {
+                // Evict before inserting, so the index never outgrows the bound.
+                while index.by_id.len() >= INDEX_CAPACITY {
+                    let Some((_, oldest)) = index.by_id.pop_lru() else {
                         break;
                     };
-                    freed.extend(index.by_id.remove(&oldest));
+                    freed.push(oldest);
                 }
-                index.order.push_back(id.to_owned());
-                index.by_id.insert(id.to_owned(), entry);
+                index.by_id.push(id.to_owned(), entry);
             }
             index.by_id.len()
         };
@@ -173,7 +181,7 @@ impl DocumentIngest {
 
     fn lookup(&self, id: &str) -> Option<Lookup> {
         let index = self.index.lock().expect("index lock");
-        index.by_id.get(id).map(|entry| Lookup {
+        index.by_id.peek(id).map(|entry| Lookup {
             id: id.to_owned(),
             document_bytes: entry.document_bytes,
             header_hex: entry.header.iter().map(|b| format!("{b:02x}")).collect(),
@@ -248,12 +256,13 @@ pub fn scenario(c: &Config) -> Scenario {
     // Per document on the leaky path: the whole body buffer (axum collects a
     // multi-chunk body into one allocation of exactly its length) and the
     // `Bytes` shared header that slicing it creates, plus the index entry
-    // every path keeps: the id twice (map key and eviction order), the map
-    // slot (String 24 + IndexEntry) and the order slot (String 24, a
-    // VecDeque at half to full capacity). Not the header: it is inside the body.
-    let entry = 2 * size_class(MODEL_KEY_BYTES)
-        + map_slot_bytes(24 + std::mem::size_of::<IndexEntry>() as u64)
-        + 24 * 3 / 2;
+    // every path keeps: the id's buffer, the LruCache's boxed node (the key
+    // String 24, the IndexEntry, and the two list pointers) and its map slot
+    // (a key reference and a node pointer, 16). Not the header: it is inside
+    // the body.
+    let entry = size_class(MODEL_KEY_BYTES)
+        + size_class(24 + std::mem::size_of::<IndexEntry>() as u64 + 16)
+        + map_slot_bytes(16);
     let bytes = pinned_body_bytes(c.document_bytes) + entry;
     Scenario::new(
         ScenarioId::SubslicePin,

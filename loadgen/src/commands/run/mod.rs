@@ -4,12 +4,13 @@
 //! A run is a [`RunPlan`] (`plan`): `loadgen run` builds one from [`RunOpts`],
 //! `hunt`, `canary` and `oom` build theirs directly. [`execute`] composes the
 //! stages: `prepare` (target, catalogue, workload), `session` (sampling and
-//! load, and with `--until-verdict` the stopping rule, `until_verdict`),
+//! load, the live `progress` line, and with `--until-verdict` the stopping rule, `until_verdict`),
 //! judging, and the reports. It never prints to stdout and returns the
 //! [`RunSummary`] with the exit code it implies.
 
 pub mod plan;
 pub mod prepare;
+pub mod progress;
 pub mod session;
 pub mod until_verdict;
 

@@ -20,7 +20,6 @@ use super::plan::RunPlan;
 use super::prepare::Prepared;
 use super::until_verdict::{self, UntilVerdict};
 use crate::engine::{self, LoadConfig, LoadStats, Progress};
-use crate::human::human_bytes;
 use crate::judging::stopping::StopRule;
 use crate::sampling::{self, CgroupProbe, SampleLog, SamplerConfig, Shared};
 use crate::target::spawn::ExitProbe;
@@ -116,7 +115,7 @@ impl Session {
             stop_at,
         ));
         let printer = (!plan.quiet).then(|| {
-            tokio::spawn(progress_line(
+            tokio::spawn(super::progress::progress_line(
                 progress.clone(),
                 shared.clone(),
                 until_verdict.clone(),
@@ -223,48 +222,5 @@ fn load_config(plan: &RunPlan, p: &Prepared) -> LoadConfig {
         key_prefix,
         max_units: plan.max_requests,
         per_unit_cap: p.caps.clone(),
-    }
-}
-
-/// Once a second on stderr: requests, errors, drops, the latest memory and,
-/// with `--until-verdict`, the running decision.
-async fn progress_line(
-    progress: Arc<Progress>,
-    shared: Arc<Shared>,
-    until_verdict: Option<Arc<UntilVerdict>>,
-    start: Instant,
-    duration: Duration,
-) {
-    let mut tick = tokio::time::interval_at(start + Duration::from_secs(1), Duration::from_secs(1));
-    let mut last_done = 0;
-    // Bounded by the run's duration (and aborted by the run when it ends).
-    for _ in 0..=duration.as_secs() + 30 {
-        tick.tick().await;
-        let done = progress.units_done.load(Ordering::Relaxed);
-        let mem = match shared
-            .latest()
-            .and_then(|s| s.memory.clone().map(|m| (s.rss(), m)))
-        {
-            Some((rss, m)) => format!(
-                " | allocated {} rss {} tasks {}",
-                human_bytes(m.allocated as f64),
-                human_bytes(rss.unwrap_or(m.rss) as f64),
-                m.alive_tasks
-            ),
-            None => " | memory: no answer".into(),
-        };
-        let decision = until_verdict
-            .as_ref()
-            .map(|u| u.progress())
-            .unwrap_or_default();
-        eprintln!(
-            "[{:>4.0}s] {:>8} done {:>6}/s  errors {}  dropped {}{mem}{decision}",
-            start.elapsed().as_secs_f64(),
-            done,
-            done - last_done,
-            progress.errors.load(Ordering::Relaxed),
-            progress.dropped.load(Ordering::Relaxed),
-        );
-        last_done = done;
     }
 }
