@@ -176,6 +176,17 @@ pub fn loadgen_binary() -> Result<PathBuf> {
     Ok(cargo_target_dir().join("release/loadgen"))
 }
 
+/// The catalogue, from a service the release loadgen starts for the purpose
+/// (`loadgen scenarios --spawn --json`).
+pub fn loadgen_catalogue(loadgen: &Path) -> Result<leaklab_model::Catalogue> {
+    let out = crate::process::output_within(
+        Command::new(loadgen).args(["scenarios", "--spawn", "--json"]),
+        std::time::Duration::from_secs(120),
+        "loadgen scenarios",
+    )?;
+    serde_json::from_slice(&out.stdout).context("reading loadgen scenarios --json")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

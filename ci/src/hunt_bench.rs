@@ -23,7 +23,7 @@ use leaklab_model::mystery::{draw, Grade};
 use leaklab_model::Catalogue;
 use serde::Serialize;
 
-use crate::build::loadgen_binary;
+use crate::build::{loadgen_binary, loadgen_catalogue};
 use crate::lessons::parse_duration;
 use crate::process::output_within;
 
@@ -73,7 +73,7 @@ pub struct Row {
 /// Runs the sweep; true when it completed (the figures are the result).
 pub fn run(opts: &HuntBenchOpts) -> Result<bool> {
     let loadgen = loadgen_binary()?;
-    let seeds = sweep(&catalogue(&loadgen)?, opts);
+    let seeds = sweep(&loadgen_catalogue(&loadgen)?, opts);
     eprintln!(
         "hunt-bench: {} mysteries ({} single leaks, {} with two or three, {} with none)",
         seeds.len(),
@@ -104,16 +104,6 @@ pub fn run(opts: &HuntBenchOpts) -> Result<bool> {
     )?;
     print!("{}", summary(&rows));
     Ok(true)
-}
-
-/// The catalogue, from a service the release loadgen starts for the purpose.
-fn catalogue(loadgen: &Path) -> Result<Catalogue> {
-    let out = output_within(
-        Command::new(loadgen).args(["scenarios", "--spawn", "--json"]),
-        Duration::from_secs(120),
-        "loadgen scenarios",
-    )?;
-    serde_json::from_slice(&out.stdout).context("reading loadgen scenarios --json")
 }
 
 /// The sweep, seeds from `--from` up, drawn as the service draws them:

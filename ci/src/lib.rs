@@ -341,15 +341,22 @@ pub fn run_prove(opts: &ProveOpts) -> Result<()> {
         }
         ids.sort();
     }
+    let catalogue = build::loadgen_catalogue(&loadgen)?;
     let out = build::workspace_root().join("out/prove");
+    let timing = (opts.duration.as_str(), opts.warmup.as_str());
     for id in &ids {
+        let gauge = catalogue
+            .find(id)
+            .ok()
+            .map(|s| s.gauge.as_str())
+            .filter(|g| !g.is_empty());
         eprintln!("cargo ci prove: {id}: leak on");
         let leaky = prove::run(
             &loadgen,
             id,
             false,
-            &opts.duration,
-            &opts.warmup,
+            timing,
+            gauge,
             &out.join(id).join("leaky"),
         )?;
         eprintln!("cargo ci prove: {id}: fixed");
@@ -357,11 +364,11 @@ pub fn run_prove(opts: &ProveOpts) -> Result<()> {
             &loadgen,
             id,
             true,
-            &opts.duration,
-            &opts.warmup,
+            timing,
+            gauge,
             &out.join(id).join("fixed"),
         )?;
-        let block = prove::proof_block(id, &opts.duration, &opts.warmup, &leaky, &fixed);
+        let block = prove::proof_block(id, timing, gauge, &leaky, &fixed);
         if opts.dry_run {
             println!("{block}\n");
             continue;

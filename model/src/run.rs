@@ -189,6 +189,9 @@ pub struct TargetMemory {
     pub mapped: u64,
     #[serde(default)]
     pub retained: u64,
+    /// Allocation requests the allocator served since start (a counter).
+    #[serde(default)]
+    pub allocations: u64,
     #[serde(default)]
     pub rss: u64,
     #[serde(default)]

@@ -93,6 +93,7 @@ impl App {
             resident: alloc.resident,
             mapped: alloc.mapped,
             retained: alloc.retained,
+            allocations: alloc.allocations,
             rss,
             alive_tasks: memory::alive_tasks(),
             open_fds,

@@ -31,6 +31,9 @@ pub fn failures(expectations: &[Expectation], outcome: &Outcome, root: &Path) ->
         ));
     }
     let json = serde_json::from_str::<Value>(&outcome.stdout);
+    if let Some(died) = unexpected_death(expectations, json.as_ref().ok()) {
+        failed.push(died);
+    }
     for e in expectations {
         let found = match e {
             Expectation::Exit(code) => exit(*code, outcome),
@@ -55,6 +58,18 @@ pub fn failures(expectations: &[Expectation], outcome: &Outcome, root: &Path) ->
         }
     }
     failed
+}
+
+/// A run whose target died is no evidence for what the lesson promises,
+/// whatever its verdict: every block whose JSON has a `target_died` fails
+/// on it unless the block itself says what `/target_died` should be.
+fn unexpected_death(expectations: &[Expectation], doc: Option<&Value>) -> Option<String> {
+    let asked = expectations.iter().any(
+        |e| matches!(e, Expectation::Json { pointer, .. } if pointer.starts_with("/target_died")),
+    );
+    let died = doc?.get("target_died").filter(|d| !d.is_null())?;
+    (!asked)
+        .then(|| format!("expected the target to live through the run, found target_died {died}"))
 }
 
 /// What an expectation asks for, in a sentence's words.
@@ -141,6 +156,20 @@ mod tests {
             judge("exit: 0", &killed),
             ["expected exit 0, found no exit code (ended by a signal)"]
         );
+    }
+
+    #[test]
+    fn a_run_whose_target_died_fails_unless_the_block_expects_it() {
+        let died = json!({"verdict": {"class": "retention"},
+                          "target_died": {"at_s": 12.0, "reason": "connection refused"}})
+        .to_string();
+        let failed = judge("json: /verdict/class == \"retention\"", &ran(3, &died, ""));
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert!(failed[0]
+            .starts_with("expected the target to live through the run, found target_died {"));
+        assert!(judge("json: /target_died != null", &ran(3, &died, "")).is_empty());
+        let lived = json!({"verdict": {"class": "retention"}, "target_died": null}).to_string();
+        assert!(judge("json: /verdict/class == \"retention\"", &ran(3, &lived, "")).is_empty());
     }
 
     #[test]

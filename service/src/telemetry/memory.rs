@@ -26,6 +26,11 @@ pub struct AllocatorStats {
     pub mapped: u64,
     /// Bytes in virtual memory jemalloc retains without returning it to the OS.
     pub retained: u64,
+    /// Allocation requests served since start, over every arena (small and
+    /// large). Thread caches merge their counts when they flush, so the
+    /// figure lags by what the caches have served since (a few hundred small
+    /// allocations per thread); over seconds it is the allocation rate.
+    pub allocations: u64,
 }
 
 /// Reads the allocator's statistics after advancing the epoch.
@@ -42,7 +47,19 @@ pub fn allocator_stats() -> AllocatorStats {
         resident: read(stats::resident::read()),
         mapped: read(stats::mapped::read()),
         retained: read(stats::retained::read()),
+        allocations: allocation_requests(),
     }
+}
+
+/// jemalloc's cumulative allocation requests over all arenas
+/// (`MALLCTL_ARENAS_ALL` is arena 4096); 0 when the statistics are not
+/// compiled in.
+fn allocation_requests() -> u64 {
+    let read = |name: &[u8]| {
+        // SAFETY: both names are NUL-terminated `uint64_t` statistics.
+        unsafe { tikv_jemalloc_ctl::raw::read::<u64>(name) }.unwrap_or(0)
+    };
+    read(b"stats.arenas.4096.small.nrequests\0") + read(b"stats.arenas.4096.large.nrequests\0")
 }
 
 /// Live tokio tasks on the current runtime.
@@ -60,6 +77,8 @@ pub struct MemoryReport {
     pub resident: u64,
     pub mapped: u64,
     pub retained: u64,
+    /// Allocation requests served since start ([`AllocatorStats::allocations`]).
+    pub allocations: u64,
     pub rss: u64,
     pub alive_tasks: u64,
     pub open_fds: u64,
