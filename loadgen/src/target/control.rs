@@ -1,15 +1,17 @@
 //! A small control-plane client for a target's `/healthz`, `/debug/*` and
 //! `/admin/*` routes: short timeouts, JSON in and out, the bearer token
 //! attached. [`ControlError::Unreachable`] is what target death looks like.
+//!
+//! It is a `reqwest` client (plain HTTP, no proxy: the control plane talks
+//! to the address the user named, never through an environment's proxy);
+//! the load itself goes through the engine's raw hyper connections, where
+//! every microsecond counts.
 
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request, StatusCode};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
+use reqwest::{Method, StatusCode};
 
 use leaklab_model::run::TargetMemory;
 use leaklab_model::Catalogue;
@@ -20,7 +22,7 @@ use super::Target;
 #[derive(Clone)]
 pub struct Control {
     target: Target,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: reqwest::Client,
     timeout: Duration,
 }
 
@@ -43,9 +45,13 @@ pub enum ControlError {
 
 impl Control {
     pub fn new(target: &Target) -> Control {
-        let client = Client::builder(TokioExecutor::new())
+        let client = reqwest::Client::builder()
             .pool_max_idle_per_host(2)
-            .build_http();
+            .no_proxy()
+            .build()
+            // Only a TLS backend or a system resolver failing to load can
+            // fail here, and this build has neither.
+            .unwrap_or_default();
         Control {
             target: target.clone(),
             client,
@@ -84,30 +90,23 @@ impl Control {
         body: Option<Bytes>,
         within: Duration,
     ) -> Result<Bytes, ControlError> {
-        let mut req = Request::builder()
-            .method(method)
-            .uri(format!("{}{}", self.target.base, path));
+        let mut req = self
+            .client
+            .request(method, format!("{}{}", self.target.base, path));
         if let Some(token) = &self.target.token {
-            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+            req = req.bearer_auth(token);
         }
-        if body.is_some() {
-            req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+        if let Some(body) = body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body);
         }
-        let req = req
-            .body(Full::new(body.unwrap_or_default()))
-            .map_err(|e| ControlError::Unreachable(e.to_string()))?;
+        let unreachable =
+            |e: reqwest::Error| ControlError::Unreachable(format!("{e}: {}", source_chain(&e)));
         let fut = async {
-            let resp =
-                self.client.request(req).await.map_err(|e| {
-                    ControlError::Unreachable(format!("{e:#}: {}", source_chain(&e)))
-                })?;
+            let resp = req.send().await.map_err(unreachable)?;
             let status = resp.status();
-            let bytes = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| ControlError::Unreachable(e.to_string()))?
-                .to_bytes();
+            let bytes = resp.bytes().await.map_err(unreachable)?;
             if !status.is_success() {
                 return Err(ControlError::Status {
                     status,
