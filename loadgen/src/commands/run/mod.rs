@@ -4,7 +4,7 @@
 //! A run is a [`RunPlan`] (`plan`): `loadgen run` builds one from [`RunOpts`],
 //! `hunt`, `canary` and `oom` build theirs directly. [`execute`] composes the
 //! stages: `prepare` (target, catalogue, workload), `session` (sampling and
-//! load, the live `progress` line, and with `--until-verdict` the stopping rule, `until_verdict`),
+//! load, the live `progress` line or the `tui`, and with `--until-verdict` the stopping rule, `until_verdict`),
 //! judging, and the reports. It never prints to stdout and returns the
 //! [`RunSummary`] with the exit code it implies.
 
@@ -12,6 +12,7 @@ pub mod plan;
 pub mod prepare;
 pub mod progress;
 pub mod session;
+pub mod tui;
 pub mod until_verdict;
 
 use std::path::PathBuf;
@@ -75,6 +76,12 @@ pub struct RunOpts {
     /// maximum, where the fixed-window verdict decides.
     #[arg(long)]
     pub until_verdict: bool,
+    /// Draw the run live on the terminal: the live heap, RSS and alive tasks
+    /// over time with the fit forming through the measured part, the phase,
+    /// the time left and the running decision. q, Esc or ctrl-c stop it
+    /// early. Needs stderr to be a terminal (else the plain progress lines).
+    #[arg(long)]
+    pub tui: bool,
     /// Warm-up excluded from the analysis.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub warmup: Duration,
@@ -169,6 +176,7 @@ impl RunOpts {
             out: self.out.clone(),
             quiet: self.json,
             until_verdict: self.until_verdict,
+            tui: self.tui,
             ..RunPlan::new(target, workload)
         }
     }

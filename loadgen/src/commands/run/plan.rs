@@ -134,6 +134,8 @@ pub struct RunPlan {
     /// Stop as soon as the sequential test is decisive and the judge agrees
     /// (`--until-verdict`); `duration` is then the maximum.
     pub until_verdict: bool,
+    /// Draw the run live on the terminal instead of progress lines (`--tui`).
+    pub tui: bool,
 }
 
 impl RunPlan {
@@ -160,6 +162,7 @@ impl RunPlan {
             metric_names: Vec::new(),
             budget_share: 0.5,
             until_verdict: false,
+            tui: false,
         }
     }
 

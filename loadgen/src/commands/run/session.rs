@@ -114,15 +114,25 @@ impl Session {
             start,
             stop_at,
         ));
-        let printer = (!plan.quiet).then(|| {
-            tokio::spawn(super::progress::progress_line(
+        let printer = if plan.tui && super::tui::available() {
+            Some(tokio::spawn(super::tui::live(
                 progress.clone(),
                 shared.clone(),
                 until_verdict.clone(),
-                start,
-                plan.duration,
-            ))
-        });
+                (start, plan.duration, plan.warmup),
+                format!("{} against {}", plan.workload.label(), p.target.base),
+            )))
+        } else {
+            (!plan.quiet).then(|| {
+                tokio::spawn(super::progress::progress_line(
+                    progress.clone(),
+                    shared.clone(),
+                    until_verdict.clone(),
+                    start,
+                    plan.duration,
+                ))
+            })
+        };
         tokio::time::sleep_until(start).await;
         let ctrl_c = {
             let progress = progress.clone();
