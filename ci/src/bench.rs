@@ -13,11 +13,18 @@
 //! one without (`MALLOC_CONF=prof_accum:false`), both sampling; then the
 //! memory each holds after the same load, and the time to serve the
 //! allocation profile (and the in-use one, for comparison).
+//!
+//! On a machine with two CPUs or more both pin the services to the first CPU
+//! and loadgen to the others (`taskset`, from util-linux), so the load
+//! generator and the service do not take each other's cycles and a round's
+//! rate measures the service. `LEAKLAB_BENCH_PIN=0` turns that off; the
+//! first line printed says which.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -48,9 +55,63 @@ fn start(binary: &Path, profiling: bool) -> Result<Service> {
     )
 }
 
+/// The CPU lists the services and loadgen are pinned to, when they are.
+#[derive(Debug, Clone)]
+struct Pinning {
+    service: String,
+    load: String,
+}
+
+/// Pins on a machine with two CPUs or more where `taskset` runs, unless
+/// `LEAKLAB_BENCH_PIN=0`. Decided once per bench.
+fn pinning() -> Option<&'static Pinning> {
+    static PINNING: OnceLock<Option<Pinning>> = OnceLock::new();
+    PINNING
+        .get_or_init(|| {
+            if std::env::var("LEAKLAB_BENCH_PIN").is_ok_and(|v| v == "0") {
+                return None;
+            }
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let taskset = Command::new("taskset")
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            (cpus >= 2 && taskset).then(|| Pinning {
+                service: "0".into(),
+                load: format!("1-{}", cpus - 1),
+            })
+        })
+        .as_ref()
+}
+
+/// What the bench's first line says about pinning.
+fn pinning_line() -> String {
+    match pinning() {
+        Some(p) => format!(
+            "pinned: services on CPU {}, loadgen on CPU {} (taskset)",
+            p.service, p.load
+        ),
+        None => "not pinned: services and loadgen share every CPU".into(),
+    }
+}
+
+/// `program`, run under `taskset -c CPUS` when the bench pins.
+fn pinned(program: &Path, cpus: impl Fn(&Pinning) -> &str) -> Command {
+    match pinning() {
+        Some(p) => {
+            let mut cmd = Command::new("taskset");
+            cmd.args(["-c", cpus(p)]).arg(program);
+            cmd
+        }
+        None => Command::new(program),
+    }
+}
+
 /// Starts `binary` on a free loopback port with `args` and `env` added.
 fn start_with(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Service> {
-    let mut child = Command::new(binary)
+    let mut child = pinned(binary, |p| &p.service)
         .args(["--addr", "127.0.0.1:0"])
         .args(args)
         .env("RUST_LOG", "warn")
@@ -84,7 +145,7 @@ fn round_of(
     duration: &str,
     connections: usize,
 ) -> Result<f64> {
-    let mut cmd = Command::new(loadgen);
+    let mut cmd = pinned(loadgen, |p| &p.load);
     cmd.args([
         "run",
         "--target",
@@ -138,6 +199,7 @@ pub fn profiling(
 ) -> Result<()> {
     let on = start(service, true)?;
     let off = start(service, false)?;
+    println!("{}", pinning_line());
     println!("GET /items/{{key}}, leaks off, max rate, {connections} connections, {rounds} alternating rounds of {duration}");
     println!(
         "{:<6} {:>16} {:>16}",
@@ -333,6 +395,7 @@ pub fn allocs(service: &Path, loadgen: &Path, bench: &AllocsBench) -> Result<()>
     warm(&off)?;
     let (before_on, before_off) = (memory(&on)?, memory(&off)?);
     let (rounds, connections) = (bench.rounds.max(1), bench.connections);
+    println!("{}", pinning_line());
     println!(
         "scenario {}, leaks off but churn, max rate, {connections} connections, {rounds} alternating rounds of {}",
         bench.scenario, bench.duration

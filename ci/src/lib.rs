@@ -248,11 +248,12 @@ pub fn run_guards(opts: &GuardsOpts) -> Result<bool> {
 /// Options of `cargo ci bench-profiling`.
 #[derive(Debug, Args)]
 pub struct BenchOpts {
-    /// Rounds per side.
-    #[arg(long, default_value_t = 5)]
+    /// Rounds per side (many short ones: the median of many alternations
+    /// is steadier than a few long rounds on a shared machine).
+    #[arg(long, default_value_t = 12)]
     pub rounds: usize,
     /// Length of one round (loadgen --duration, 1 s of it warm-up).
-    #[arg(long, default_value = "6s")]
+    #[arg(long, default_value = "4s")]
     pub duration: String,
     /// loadgen connections in max-rate mode.
     #[arg(long, default_value_t = 32)]

@@ -58,6 +58,12 @@ pub struct HuntOpts {
     /// Triggering requests per second (`auto`: loadgen's default, capped by the leak budget).
     #[arg(long, default_value = "auto", value_parser = parse_rate)]
     pub rate: RateArg,
+    /// End each of the two runs as soon as its evidence is decisive (the
+    /// sequential test of `loadgen run --until-verdict`): `--duration` is
+    /// then the longest a run may last. Both runs keep the same rate and
+    /// workload; each stops on its own evidence.
+    #[arg(long, conflicts_with = "blind")]
+    pub until_verdict: bool,
     /// Directory for the report and the artifacts.
     #[arg(long, default_value = "out/hunt")]
     pub out: PathBuf,

@@ -77,9 +77,26 @@ async fn identical_load(service: &Service, opts: &HuntOpts, out: &Path) -> Resul
     )
     .rate(opts.rate)
     .timing(opts.duration, opts.warmup)
+    .until_verdict(opts.until_verdict)
     .limit(Some(opts.limit))
     .out(out);
-    Ok(run::execute(&plan).await?.summary)
+    let summary = run::execute(&plan).await?.summary;
+    if let Some(seq) = summary
+        .sequential
+        .as_ref()
+        .filter(|_| summary.stopped_early)
+    {
+        let what = match (seq.decision.as_deref(), seq.signal.as_deref()) {
+            (Some("climb"), Some(signal)) => format!("{signal} climbs"),
+            (Some("flat"), _) => "flat".to_owned(),
+            _ => "decided".to_owned(),
+        };
+        eprintln!(
+            "        stopped early: {what}, {:.1} s after warm-up ({} looks)",
+            seq.decision_after_s, seq.looks
+        );
+    }
+    Ok(summary)
 }
 
 /// Step 1, continued: the leaky run, and whether memory climbs.
