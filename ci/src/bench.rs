@@ -80,7 +80,11 @@ fn pinning() -> Option<&'static Pinning> {
                 .is_ok_and(|s| s.success());
             (cpus >= 2 && taskset).then(|| Pinning {
                 service: "0".into(),
-                load: format!("1-{}", cpus - 1),
+                load: if cpus == 2 {
+                    "1".into()
+                } else {
+                    format!("1-{}", cpus - 1)
+                },
             })
         })
         .as_ref()

@@ -74,14 +74,16 @@ impl Levels {
             let (first, last) = (measured.first()?, measured.last()?);
             let requests = last.requests.checked_sub(first.requests)?;
             let (a, b) = (read(first)?, read(last)?);
-            (requests > 0 && a > 0).then(|| (b as f64 - a as f64) / requests as f64)
+            (requests > 0).then(|| (b as f64 - a as f64) / requests as f64)
         };
+        // An allocator without the counter reports 0 throughout: unknown.
+        let allocations = |s: &&Sample| Some(memory(s).allocations).filter(|&n| n > 0);
         Levels {
             peak_allocated: loaded.iter().map(|s| memory(s).allocated).max(),
             end_allocated: loaded.last().map(|s| memory(s).allocated),
             peak_rss: loaded.iter().filter_map(|s| s.rss()).max(),
             end_rss: loaded.last().and_then(|s| s.rss()),
-            allocations_per_request: per_request(&|s| Some(memory(s).allocations)),
+            allocations_per_request: per_request(&allocations),
             gauge_per_request: per_request(&|s| component(s)),
             gauge_end: loaded.last().and_then(component),
         }
@@ -357,6 +359,11 @@ mod tests {
             .collect();
         let levels = Levels::from_samples(&no_counter, None);
         assert_eq!(levels.allocations_per_request, None);
+        // A gauge that stays at zero (an empty table, an idle pool) is 0 per
+        // request, not unknown.
+        let zero_gauge = Levels::from_samples(&no_counter, Some("pool_buffers"));
+        assert_eq!(zero_gauge.gauge_per_request, Some(0.0));
+        assert_eq!(zero_gauge.gauge_end, Some(0));
         assert_eq!(levels.gauge_per_request, None);
         assert_eq!(levels.gauge_end, None);
     }
