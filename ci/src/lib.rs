@@ -29,7 +29,7 @@
 //! cargo ci prove [--only ID]... [--dry-run]
 //! cargo ci bench-profiling [--rounds 5] [--duration 6s]
 //! cargo ci bench-allocs [--rounds 5] [--duration 6s] [--scenario churn] [--fetches 6]
-//! cargo ci bench-detect [--control-runs 20] [--only ID]... [--duration 40s] [--warmup 10s]
+//! cargo ci bench-detect [--control-runs 20] [--only ID]... [--duration 40s] [--warmup 10s] [--canary-duration 60s] [--no-canary]
 //! cargo ci guards [--repeat 20] [--variant build-default|leak-on|both] [--features leak-ID]... [--only ID]...
 //! cargo ci soak-tasks [--mode census|await|both] [--services 4] [--requests 10] [--timeout 10s]
 //! cargo ci check hunt|bisect|oom|run|canary|memory FILE [EXPECTATIONS]...

@@ -84,4 +84,31 @@ pub struct CanaryReport {
     pub verdict: CanaryVerdict,
     pub plot: Option<String>,
     pub notes: Vec<String>,
+    /// With `--until-verdict`: how and when the pair was decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequential: Option<CanarySequential>,
+}
+
+/// `loadgen canary --until-verdict`: the canary's sequential test, watched
+/// from the start of the comparison window, stopped both sides as soon as
+/// it was decisive and the side-by-side comparison agreed.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CanarySequential {
+    /// `sequential` (decided before `--duration`: both runs stopped) or
+    /// `fixed-window` (the runs went on to `--duration`).
+    pub decided_by: String,
+    /// `regression` or `no-regression`; null when the maximum came first.
+    pub decision: Option<String>,
+    /// Seconds after the load started when it was decided (for the fixed
+    /// window, the end of the load).
+    pub decided_at_s: f64,
+    /// Seconds from the last toggle applied to the decision; null when no
+    /// toggle was applied.
+    pub after_toggle_s: Option<f64>,
+    /// The canary's looks that spent error budget, one per second.
+    pub looks: u32,
+    /// The error budget of each call over every look and signal.
+    pub alpha: f64,
+    /// `--duration`: the most the runs could last.
+    pub max_duration_s: f64,
 }

@@ -129,6 +129,7 @@ mod tests {
             },
             plot: None,
             notes: vec![],
+            sequential: None,
         }
     }
 

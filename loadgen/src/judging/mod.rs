@@ -48,8 +48,21 @@ pub struct Judged {
 
 /// Judges a run. `limit` is `--limit`, else the cgroup limit seen in samples.
 pub fn judge(samples: &[Sample], catalogue: &Catalogue, limit: Option<u64>) -> Judged {
+    judge_within(samples, catalogue, limit, None)
+}
+
+/// [`judge`] at an early look of a run that may go on to `horizon_s` of
+/// measurement (`--until-verdict`'s stopping rule): a climb's practical
+/// floor is the rate that would reach the fixed window's floor over that
+/// whole window, as the sequential test's is.
+pub fn judge_within(
+    samples: &[Sample],
+    catalogue: &Catalogue,
+    limit: Option<u64>,
+    horizon_s: Option<f64>,
+) -> Judged {
     let series = signals::series(samples);
-    let signals = signals::fits(&series);
+    let signals = signals::fits_within(&series, horizon_s);
     let limit = limit.or_else(|| samples.iter().rev().find_map(|s| s.cgroup_limit()));
     if !signals.contains_key("allocated") {
         if let Some(verdict) = outside::judge_outside(&series, &signals, limit) {

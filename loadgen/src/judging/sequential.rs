@@ -28,12 +28,15 @@
 //! Two calls, each from its own budget of [`ALPHA`], split evenly over the
 //! watched signals:
 //!
-//! - **climb** (a leak): some signal's lower bound is above zero, the growth
-//!   that lower bound implies over the window so far is practically large
-//!   (the fixed window's floor, 1 MiB or 16 counts; four times the noise
-//!   around the fit; and 1.5 times the largest fall back the signal showed
-//!   in the second half of the warm-up or in the window, so churn is not
-//!   called on one rising tooth), and the climb persists (the most recent
+//! - **climb** (a leak): some signal's lower bound is above zero and at
+//!   least the practical rate, the slope at which the whole maximum window
+//!   would grow by the fixed window's floor (1 MiB or 16 counts; the same
+//!   line the flat call tests against, so a slope is called on whichever
+//!   side of it it is shown to be); the growth that lower bound implies over
+//!   the window so far stands out of the noise (four times the noise around
+//!   the fit, and 1.5 times the largest fall back the signal showed in the
+//!   second half of the warm-up or in the window, so churn is not called on
+//!   one rising tooth); and the climb persists (the most recent
 //!   half of the window rises at least [`PERSIST`] of the whole window's
 //!   slope, so a fill that stopped is not called). These vetoes only make a
 //!   call rarer, so the error bound holds for the call.
@@ -312,14 +315,19 @@ fn signal_look(w: &Watched, z: f64, horizon_s: f64) -> Option<SignalLook> {
     // Growth must stand out of the noise around the fit and of the largest
     // fall back seen, in the warm-up or in the window.
     let fall_back = drawdown(&y).max(w.warmup_noise);
-    let floor = w
-        .kind
-        .min_growth()
-        .max(NOISE_TIMES * mad_sigma(&residuals))
-        .max(FALL_BACK_TIMES * fall_back);
+    let noise_floor = (NOISE_TIMES * mad_sigma(&residuals))
+        .max(FALL_BACK_TIMES * fall_back)
+        .max(f64::MIN_POSITIVE);
+    // The practical floor is a rate: the slope at which the whole maximum
+    // window grows by the fixed window's floor (the flat call's bound too).
+    let practical = flat_below;
     let recent = median_of_sorted(&pair_slopes(&x[n / 2..], &y[n / 2..]));
     let persistent = slope > 0.0 && recent >= PERSIST * slope;
-    let climbing = lower > 0.0 && lower * span >= floor && persistent && span >= MIN_SPAN_S;
+    let climbing = lower > 0.0
+        && lower >= practical
+        && lower * span >= noise_floor
+        && persistent
+        && span >= MIN_SPAN_S;
     let flat = upper < flat_below;
     let capped = |e: f64, called: bool| {
         let e = if e.is_finite() {
@@ -340,7 +348,12 @@ fn signal_look(w: &Watched, z: f64, horizon_s: f64) -> Option<SignalLook> {
         lower,
         upper,
         flat_below,
-        leak_evidence: capped(((2.0 * rising - m) / c).min(slope * span / floor), climbing),
+        leak_evidence: capped(
+            ((2.0 * rising - m) / c)
+                .min(slope * span / noise_floor)
+                .min(slope / practical),
+            climbing,
+        ),
         flat_evidence: capped((2.0 * under - m) / c, flat),
         climbing,
         flat,
@@ -490,6 +503,31 @@ mod tests {
         }
         eprintln!("50 heap climbs: slowest call {worst} s after warm-up");
         assert!(worst <= 4.0, "slowest call {worst} s after warm-up");
+    }
+
+    #[test]
+    fn a_small_steady_climb_is_called_before_it_has_grown_the_floor() {
+        // 56 kB/s, 30 kB of noise: label-cardinality at 200/s (279 B each).
+        // Ten seconds grow 0.56 MB, under the 1 MiB floor; the rate is over
+        // the floor's rate for the 30 s window (35 kB/s), so it is called.
+        let mut worst: f64 = 0.0;
+        for seed in 1..=50 {
+            let out = run(Kind::Bytes, |t| 20.0 * MB + 0.056 * MB * t, 0.03 * MB, seed).outcome;
+            assert!(climbs(&out), "seed {seed}: {out:?}");
+            worst = worst.max(out.unwrap().1);
+        }
+        eprintln!("50 small climbs: slowest call {worst} s after warm-up");
+        assert!(worst <= 10.0, "slowest call {worst} s after warm-up");
+    }
+
+    #[test]
+    fn a_climb_slower_than_the_floor_rate_is_never_called() {
+        // 20 kB/s grows 0.6 MB over the whole window: under the floor, so
+        // not a practical leak however clear its slope.
+        for seed in 1..=50 {
+            let out = run(Kind::Bytes, |t| 20.0 * MB + 0.02 * MB * t, 0.005 * MB, seed).outcome;
+            assert!(!climbs(&out), "seed {seed}: {out:?}");
+        }
     }
 
     #[test]

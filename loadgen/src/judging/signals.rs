@@ -182,14 +182,30 @@ pub fn series(samples: &[Sample]) -> BTreeMap<String, Series> {
 
 /// Every series fitted (those with too few points left out).
 pub fn fits(series: &BTreeMap<String, Series>) -> BTreeMap<String, SignalFit> {
+    fits_within(series, None)
+}
+
+/// [`fits`] for a run that may go on to `horizon_s` of measurement (an early
+/// look of `--until-verdict`): a climb is practical when its slope would
+/// grow by the floor over that whole window.
+pub fn fits_within(
+    series: &BTreeMap<String, Series>,
+    horizon_s: Option<f64>,
+) -> BTreeMap<String, SignalFit> {
     series
         .iter()
-        .filter_map(|(k, s)| Some((k.clone(), fit(s)?)))
+        .filter_map(|(k, s)| Some((k.clone(), fit_within(s, horizon_s)?)))
         .collect()
 }
 
 /// Fits one series over the measurement window.
 pub fn fit(s: &Series) -> Option<SignalFit> {
+    fit_within(s, None)
+}
+
+/// [`fit`], the practical floor judged over `horizon_s` of measurement
+/// when that is longer than the window so far (see [`fits_within`]).
+pub fn fit_within(s: &Series, horizon_s: Option<f64>) -> Option<SignalFit> {
     let (x, y) = s.window();
     let ts = theil_sen(&x, &y)?;
     let mk = mann_kendall(&y)?;
@@ -212,7 +228,10 @@ pub fn fit(s: &Series) -> Option<SignalFit> {
     let span = x[n - 1] - x[0];
     let growth = ts.slope * span;
     let significant = mk.p_value < ALPHA && mk.z > 0.0 && ts.ci95.0 > 0.0;
-    let practical = growth >= s.kind.min_growth().max(4.0 * noise);
+    // The floor as a rate over the window the run may last; the noise as
+    // growth over the window so far. Without a horizon: growth over the window.
+    let projected = ts.slope * span.max(horizon_s.unwrap_or(0.0));
+    let practical = projected >= s.kind.min_growth() && growth >= 4.0 * noise;
     let levelling = last3 < LEVELLING * ts.slope;
     Some(SignalFit {
         slope_per_s: ts.slope,

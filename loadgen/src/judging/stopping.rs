@@ -23,7 +23,7 @@ use std::time::Duration;
 use leaklab_model::run::{Phase, Sample, Verdict};
 use leaklab_model::{Catalogue, LeakClass};
 
-use super::judge;
+use super::judge_within;
 use super::sequential::{warmup_noise, Decision, Look, SequentialTest, Watched};
 use super::signals::{self, Series};
 
@@ -55,6 +55,8 @@ pub struct Stop {
 pub struct StopRule {
     test: SequentialTest,
     warmup_s: f64,
+    /// The most measurement the run may have (its maximum less the warm-up).
+    horizon_s: f64,
     catalogue: Catalogue,
     limit: Option<u64>,
     samples: Vec<Sample>,
@@ -80,6 +82,7 @@ impl StopRule {
         StopRule {
             test: SequentialTest::new(horizon),
             warmup_s: warmup.as_secs_f64(),
+            horizon_s: horizon,
             catalogue,
             limit,
             samples: Vec::new(),
@@ -112,6 +115,12 @@ impl StopRule {
         self.test.looks()
     }
 
+    /// The most measurement the run may have: a verdict at an early stop is
+    /// judged against it ([`judge_within`]).
+    pub fn horizon_s(&self) -> f64 {
+        self.horizon_s
+    }
+
     /// The error budget of each call.
     pub fn alpha(&self) -> f64 {
         self.test.alpha()
@@ -136,7 +145,13 @@ impl StopRule {
         let agreed = match &look.decision {
             Some(_) if self.stalled => None,
             Some(decision) => {
-                let verdict = judge(&self.samples, &self.catalogue, self.limit).verdict;
+                let verdict = judge_within(
+                    &self.samples,
+                    &self.catalogue,
+                    self.limit,
+                    Some(self.horizon_s),
+                )
+                .verdict;
                 let agrees = match decision {
                     Decision::Climb { .. } => verdict.leak,
                     Decision::Flat => !climbs(&verdict),
@@ -261,6 +276,7 @@ pub fn replay(samples: &[Sample], mut rule: StopRule) -> StopRule {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::judging::judge;
     use leaklab_model::run::{ProcReading, TargetMemory};
 
     const WARMUP: Duration = Duration::from_secs(10);

@@ -7,6 +7,7 @@
 //! ```text
 //! loadgen canary --spawn                                      # two local services; unbounded-cache on in the canary at the end of warm-up
 //! loadgen canary --spawn --toggle task-leak@20 --toggle task-leak=off@60
+//! loadgen canary --spawn --until-verdict --scenario task-leak --toggle task-leak@10 --warmup 10s   # stops once decided
 //! loadgen canary --baseline http://127.0.0.1:8081 --canary http://127.0.0.1:8082   # compose's canary pair
 //! loadgen canary --prometheus http://127.0.0.1:9090 --baseline-query 'process_resident_memory_bytes{role="baseline"}' --canary-query 'process_resident_memory_bytes{role="canary"}' --since 5m
 //! ```
@@ -22,6 +23,7 @@
 
 mod prom;
 mod sides;
+mod until;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -29,10 +31,12 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 use leaklab_model::canary::{CanaryReport, Side, Toggle, ToggleDone, SCHEMA};
+use leaklab_model::run::{Phase, Sample};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::args::{parse_bytes, parse_duration, parse_rate, RateArg};
-use crate::commands::run::{self, RunOutcome, RunPlan, Workload};
+use crate::commands::run::{self, Hooks, RunOutcome, RunPlan, Workload};
 use crate::errors::{exit, find_scenario, UsageError};
 use crate::judging::{self, canary::windowed};
 use crate::reports;
@@ -111,6 +115,13 @@ pub struct CanaryOpts {
     /// Directory for canary.json, canary.svg and each side's run files.
     #[arg(long, default_value = "out/canary")]
     pub out: PathBuf,
+    /// Stop both sides as soon as the pair is decided: the canary's
+    /// sequential test (as `loadgen run --until-verdict`), watched from the
+    /// comparison window's start, calls a climb the baseline does not share
+    /// (a regression) or calls the canary flat; --duration is then the
+    /// maximum.
+    #[arg(long, conflicts_with = "prometheus")]
+    pub until_verdict: bool,
     /// Print only the JSON report on stdout.
     #[arg(long)]
     pub json: bool,
@@ -170,23 +181,73 @@ pub async fn execute(opts: &CanaryOpts) -> Result<u8> {
         sides.announce(opts, &toggles);
     }
     let (tx, rx) = tokio::sync::oneshot::channel::<Instant>();
-    let toggler = tokio::spawn(sides::apply_toggles(canary.control, toggles, rx, opts.json));
+    let toggler = tokio::spawn(sides::apply_toggles(
+        canary.control,
+        toggles.clone(),
+        rx,
+        opts.json,
+    ));
     let progress = (!opts.json).then(|| tokio::spawn(sides::progress_line(&sides, opts)));
-    let plans = [side_plan(opts, &sides, 0), side_plan(opts, &sides, 1)];
+    let mut plans = [side_plan(opts, &sides, 0), side_plan(opts, &sides, 1)];
+    let mut hooks = [Hooks::default(), Hooks::default()];
+    hooks[1].started = Some(tx);
+    let watcher = opts.until_verdict.then(|| {
+        let stop = CancellationToken::new();
+        let (b_tx, b_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (c_tx, c_rx) = tokio::sync::mpsc::unbounded_channel();
+        for (plan, (hook, tap)) in plans.iter_mut().zip(hooks.iter_mut().zip([b_tx, c_tx])) {
+            *plan = plan.clone().stop_on(stop.clone());
+            hook.tap = Some(tap);
+        }
+        let window = until::Window {
+            from_s: window_start(opts, toggles.iter().map(|t| t.at.as_secs_f64())),
+            duration: opts.duration,
+            catalogue: canary.catalogue.clone(),
+            limit: opts.limit,
+            loud: !opts.json,
+        };
+        until::spawn(window, b_rx, c_rx, stop)
+    });
+    let [b_hooks, c_hooks] = hooks;
     let (b_run, c_run) = tokio::join!(
-        run::execute(&plans[0]),
-        run::execute_with(&plans[1], Some(tx))
+        run::execute_with(&plans[0], b_hooks),
+        run::execute_with(&plans[1], c_hooks)
     );
     if let Some(p) = progress {
         p.abort();
     }
     let done = toggler.await.context("the toggle task")?;
+    let watched = match watcher {
+        Some(w) => Some(w.await.context("the --until-verdict task")?),
+        None => None,
+    };
     let sides = sides.stop();
     let runs = [
         b_run.context("the baseline's run")?,
         c_run.context("the canary's run")?,
     ];
-    let mut report = compare(opts, &sides, &canary.catalogue, &runs, done, &mut notes);
+    let call_at = watched
+        .as_ref()
+        .and_then(|w| w.call.as_ref())
+        .map(|c| c.at_s);
+    let mut report = compare(
+        opts,
+        &sides,
+        &canary.catalogue,
+        &runs,
+        done,
+        call_at,
+        &mut notes,
+    );
+    if let Some(w) = watched {
+        notes.extend(w.notes.iter().cloned());
+        let last = report
+            .toggles
+            .iter()
+            .filter_map(|d| d.applied_at_s)
+            .fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t))));
+        report.sequential = Some(w.summary(opts.duration, last));
+    }
     report.notes = notes;
     finish(opts, report, &runs)
 }
@@ -277,25 +338,30 @@ fn compare(
     catalogue: &leaklab_model::Catalogue,
     runs: &[RunOutcome; 2],
     done: Vec<ToggleDone>,
+    call_at: Option<f64>,
     notes: &mut Vec<String>,
 ) -> CanaryReport {
-    let last_toggle = done
-        .iter()
-        .filter_map(|d| d.applied_at_s)
-        .fold(f64::NEG_INFINITY, f64::max);
-    let from_s = opts
-        .warmup
-        .as_secs_f64()
-        .max(last_toggle + opts.settle.as_secs_f64());
-    let to_s = opts.duration.as_secs_f64();
-    if to_s - from_s < 15.0 {
+    let from_s = window_start(opts, done.iter().filter_map(|d| d.applied_at_s));
+    // Stopped on a decision: judged over the samples the decision saw.
+    let to_s = call_at.unwrap_or(opts.duration.as_secs_f64());
+    if call_at.is_none() && to_s - from_s < 15.0 {
         notes.push(format!(
             "the comparison window ({from_s:.0}–{to_s:.0} s) is short; toggle earlier or run longer for a firmer verdict"
         ));
     }
     let side = |i: usize| -> Side {
         let run = &runs[i];
-        let judged = judging::judge(&windowed(&run.samples, from_s), catalogue, opts.limit);
+        let taken: Vec<Sample> = run
+            .samples
+            .iter()
+            .filter(|s| s.t <= to_s + 1e-9 || s.phase != Phase::Measure)
+            .cloned()
+            .collect();
+        // Decided early: judged as the decision judged it, against the
+        // comparison the runs could have had.
+        let horizon = call_at.map(|_| opts.duration.as_secs_f64() - from_s);
+        let judged =
+            judging::judge_within(&windowed(&taken, from_s), catalogue, opts.limit, horizon);
         Side {
             target: sides.urls[i].clone(),
             pid: sides.pids[i],
@@ -333,7 +399,17 @@ fn compare(
         verdict,
         plot: None,
         notes: Vec::new(),
+        sequential: None,
     }
+}
+
+/// Where the comparison window opens: after the warm-up, or after the last
+/// of `toggles` (seconds after the load started) has settled.
+fn window_start(opts: &CanaryOpts, toggles: impl Iterator<Item = f64>) -> f64 {
+    let last_toggle = toggles.fold(f64::NEG_INFINITY, f64::max);
+    opts.warmup
+        .as_secs_f64()
+        .max(last_toggle + opts.settle.as_secs_f64())
 }
 
 /// The plot, `canary.json`, the summary; the exit code.

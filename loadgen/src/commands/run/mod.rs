@@ -23,7 +23,6 @@ use clap::Args;
 use leaklab_model::run::{
     Latency, LoadSummary, RunSummary, Sample, SamplesInfo, TargetDied, SCHEMA,
 };
-use tokio::time::Instant;
 
 use crate::args::{parse_bytes, parse_duration, parse_rate, RateArg};
 use crate::engine::{LoadStats, Rate};
@@ -36,7 +35,8 @@ use crate::target::TargetOpts;
 pub use plan::{RunPlan, SpawnLeaks, TargetPlan, Workload};
 use prepare::Prepared;
 pub use prepare::DEFAULT_RATE;
-use session::{Hooks, Session};
+pub use session::Hooks;
+use session::Session;
 use until_verdict::UntilVerdict;
 
 /// Options of `loadgen run`.
@@ -209,20 +209,14 @@ pub async fn command(opts: &RunOpts) -> Result<u8> {
 
 /// Runs the whole thing. Progress goes to stderr unless the plan is quiet.
 pub async fn execute(plan: &RunPlan) -> Result<RunOutcome> {
-    execute_with(plan, None).await
+    execute_with(plan, Hooks::default()).await
 }
 
-/// [`execute`], telling `started` the instant the load starts (sample time 0),
-/// for callers that act on the target during the run (`loadgen canary`'s toggles).
-pub async fn execute_with(
-    plan: &RunPlan,
-    started: Option<tokio::sync::oneshot::Sender<Instant>>,
-) -> Result<RunOutcome> {
+/// [`execute`] with a caller's [`Hooks`]: told the instant the load starts
+/// (sample time 0), for callers that act on the target during the run
+/// (`loadgen canary`'s toggles), and every sample as it is taken.
+pub async fn execute_with(plan: &RunPlan, hooks: Hooks) -> Result<RunOutcome> {
     let p = prepare::prepare(plan).await?;
-    let hooks = Hooks {
-        started,
-        ..Hooks::default()
-    };
     let session = Session::start(plan, &p, hooks).await;
     let shared = session.shared.clone();
     let until_verdict = session.until_verdict.clone();
@@ -256,11 +250,19 @@ fn finish(
     died: Option<TargetDied>,
     until_verdict: Option<&UntilVerdict>,
 ) -> Result<RunOutcome> {
-    let judged = judging::judge(&log.samples, &p.catalogue, plan.limit);
     let stop = until_verdict.and_then(|u| u.stop());
+    // Stopped early: judged as the stopping rule judged it, against the
+    // measurement the run could have had.
+    let horizon = stop
+        .as_ref()
+        .map(|_| plan.duration.saturating_sub(plan.warmup).as_secs_f64());
+    let judged = judging::judge_within(&log.samples, &p.catalogue, plan.limit, horizon);
     let end_s = match (&died, &stop) {
         (Some(d), _) => d.at_s,
         (None, Some(_)) => stats.elapsed.as_secs_f64().min(plan.duration.as_secs_f64()),
+        (None, None) if plan.stopped_by_caller() => {
+            stats.elapsed.as_secs_f64().min(plan.duration.as_secs_f64())
+        }
         (None, None) => plan.duration.as_secs_f64(),
     };
     let rate_achieved = stats.rate_between(plan.warmup.as_secs_f64(), end_s);

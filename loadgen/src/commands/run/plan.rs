@@ -5,6 +5,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::args::RateArg;
 use crate::target::AccessOpts;
 
@@ -136,6 +138,10 @@ pub struct RunPlan {
     pub until_verdict: bool,
     /// Draw the run live on the terminal instead of progress lines (`--tui`).
     pub tui: bool,
+    /// A caller's own early stop: cancelling it ends the load and the
+    /// sampling as `--until-verdict`'s stop does (`loadgen canary
+    /// --until-verdict` stops both sides on one decision).
+    pub stop: Option<CancellationToken>,
 }
 
 impl RunPlan {
@@ -163,6 +169,7 @@ impl RunPlan {
             budget_share: 0.5,
             until_verdict: false,
             tui: false,
+            stop: None,
         }
     }
 
@@ -220,6 +227,17 @@ impl RunPlan {
     pub fn until_verdict(mut self, on: bool) -> RunPlan {
         self.until_verdict = on;
         self
+    }
+
+    /// See [`RunPlan::stop`].
+    pub fn stop_on(mut self, token: CancellationToken) -> RunPlan {
+        self.stop = Some(token);
+        self
+    }
+
+    /// The caller's stop was used: the run ended before its duration.
+    pub fn stopped_by_caller(&self) -> bool {
+        self.stop.as_ref().is_some_and(|t| t.is_cancelled())
     }
 
     /// No pre-load baseline: the load starts as the sampling does.

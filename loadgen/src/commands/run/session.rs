@@ -59,6 +59,8 @@ pub struct Session {
     /// With `--until-verdict`: the stopping rule's state, and its task.
     pub until_verdict: Option<Arc<UntilVerdict>>,
     watcher: Option<JoinHandle<()>>,
+    /// Carries a caller's stop to the load (see [`RunPlan::stop`]).
+    linker: Option<JoinHandle<()>>,
 }
 
 impl Session {
@@ -72,7 +74,21 @@ impl Session {
             // The caller may have given up waiting; the run goes on regardless.
             let _ = tx.send(start);
         }
-        let cancel = CancellationToken::new();
+        // A caller's stop cancels this run's token (a child of it) and, by
+        // the linker below, tells the load to stop.
+        let cancel = plan
+            .stop
+            .as_ref()
+            .map(CancellationToken::child_token)
+            .unwrap_or_default();
+        let linker = plan.stop.is_some().then(|| {
+            let (cancel, progress) = (cancel.clone(), progress.clone());
+            // Ends when the run's token is cancelled, or aborted with the run.
+            tokio::spawn(async move {
+                cancel.cancelled().await;
+                progress.stop.store(true, Ordering::Relaxed);
+            })
+        });
         let stop_at = plan.duration + COOLDOWN;
         // With --until-verdict the sampler's tap feeds the stopping rule,
         // which passes every sample on to the caller's tap.
@@ -158,6 +174,7 @@ impl Session {
             stop_at,
             until_verdict,
             watcher,
+            linker,
         }
     }
 
@@ -205,7 +222,7 @@ impl Session {
 
     fn end_helpers(&self) {
         self.ctrl_c.abort();
-        for h in self.printer.iter().chain(&self.watcher) {
+        for h in self.printer.iter().chain(&self.watcher).chain(&self.linker) {
             h.abort();
         }
     }

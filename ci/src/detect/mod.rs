@@ -8,6 +8,10 @@
 //! totals and whether the targets (every leak called correctly within 10 s
 //! of measurement, no false alarm in the control runs) were met; the rows go
 //! to `OUT/bench-detect.json` and each run's files under `OUT/<id>[-N]/`.
+//! Last, the canary's delay from a flag toggle to its regression verdict
+//! ([`canary`]), unless `--no-canary`.
+
+pub mod canary;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -42,6 +46,12 @@ pub struct DetectOpts {
     /// Warm-up of each run (`loadgen run --warmup`).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub warmup: Duration,
+    /// The most a canary pair may run (`loadgen canary --duration`).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub canary_duration: Duration,
+    /// Skip the canary's toggle-to-regression delays.
+    #[arg(long)]
+    pub no_canary: bool,
     /// Where each run's files and bench-detect.json go.
     #[arg(long, default_value = "out/bench-detect")]
     pub out: PathBuf,
@@ -96,12 +106,26 @@ pub fn run(opts: &DetectOpts) -> Result<bool> {
             controls.push(runner.one(s, &format!("{}-{k}", s.id))?);
         }
     }
+    let mut pairs = Vec::new();
+    if !opts.no_canary {
+        let toggled = canary::chosen(&chosen);
+        for (i, s) in toggled.iter().enumerate() {
+            eprintln!("[bench-detect canary {}/{}] {}", i + 1, toggled.len(), s.id);
+            pairs.push(canary::one(&loadgen, &service, opts, s)?);
+        }
+    }
     std::fs::write(
         opts.out.join("bench-detect.json"),
-        serde_json::to_vec_pretty(&serde_json::json!({"catalogue": rows, "controls": controls}))?,
+        serde_json::to_vec_pretty(
+            &serde_json::json!({"catalogue": rows, "controls": controls, "canary": pairs}),
+        )?,
     )?;
     print!("{}", table(&rows));
     print!("{}", totals(&rows, &controls));
+    if !opts.no_canary {
+        print!("{}", canary::table(&pairs));
+        print!("{}", canary::totals(&pairs));
+    }
     Ok(true)
 }
 
@@ -221,7 +245,7 @@ pub fn table(rows: &[Row]) -> String {
 }
 
 /// Median and largest of some times.
-fn spread(times: impl Iterator<Item = f64>) -> (f64, f64) {
+pub(crate) fn spread(times: impl Iterator<Item = f64>) -> (f64, f64) {
     let mut t: Vec<f64> = times.collect();
     t.sort_by(f64::total_cmp);
     let median = t.get(t.len() / 2).copied().unwrap_or(f64::NAN);
