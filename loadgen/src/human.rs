@@ -18,6 +18,34 @@ pub fn human_bytes(b: f64) -> String {
     format!("{v:.1} {unit}")
 }
 
+/// Whether a signal of a run (`allocated`, `rss`, `components.pool_capacity_bytes`,
+/// ...) is in bytes rather than a count.
+pub fn is_bytes_signal(name: &str) -> bool {
+    let g = name.strip_prefix("components.").unwrap_or(name);
+    matches!(
+        g,
+        "allocated"
+            | "active"
+            | "resident"
+            | "mapped"
+            | "retained"
+            | "rss"
+            | "rss_outside_allocator"
+            | "allocator_unused"
+    ) || g.ends_with("_bytes")
+        || g.ends_with("_bytes_total")
+}
+
+/// A value of signal `name` for people: bytes as [`human_bytes`], counts
+/// with two decimals.
+pub fn human_value(name: &str, v: f64) -> String {
+    if is_bytes_signal(name) {
+        human_bytes(v)
+    } else {
+        format!("{v:.2}")
+    }
+}
+
 /// `42 s`, `3.5 min`, `2.0 h`; `∞` for none.
 pub fn human_secs(s: Option<f64>) -> String {
     match s {

@@ -280,15 +280,32 @@ fn emptied_but_reserved(series: &BTreeMap<String, Series>) -> Option<String> {
 }
 
 /// A component gauge that rose at least 8 and then fell back below half its
-/// peak by the end of the run.
+/// peak by the end of the run; not one whose rise was work in flight (at its
+/// peak, loadgen had at least half as many requests unanswered: a stall
+/// fills and empties a gauge of things in flight without any high-water mark).
 fn fallen_gauge(series: &BTreeMap<String, Series>) -> Option<String> {
+    let in_flight = series.get("in_flight");
     series.iter().find_map(|(name, s)| {
         let g = name.strip_prefix("components.")?;
-        let peak = s.points.iter().map(|p| p.1).fold(0.0, f64::max);
+        let (peak_t, peak) =
+            s.points
+                .iter()
+                .copied()
+                .fold((0.0, 0.0), |m, p| if p.1 > m.1 { p } else { m });
         let base = s.baseline().unwrap_or(0.0);
         let last = tail_level(s)?;
-        (peak - base >= 8.0 && last - base <= 0.5 * (peak - base)).then(|| g.to_string())
+        let rise = peak - base;
+        let pending = in_flight.map_or(0.0, |f| value_near(f, peak_t));
+        (rise >= 8.0 && last - base <= 0.5 * rise && pending < 0.5 * rise).then(|| g.to_string())
     })
+}
+
+/// The value of `s` at the sample nearest `t`.
+fn value_near(s: &Series, t: f64) -> f64 {
+    s.points
+        .iter()
+        .min_by(|a, b| (a.0 - t).abs().total_cmp(&(b.0 - t).abs()))
+        .map_or(0.0, |p| p.1)
 }
 
 /// The gauge of a churn-class catalogue scenario that climbs (its component

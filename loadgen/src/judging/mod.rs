@@ -283,6 +283,35 @@ mod tests {
     }
 
     #[test]
+    fn a_gauge_of_work_in_flight_emptied_after_a_stall_is_no_high_water_mark() {
+        // The heap steps up 2 MB and stays; during a stall (10-14 s) 40
+        // requests wait and a gauge counting in-flight collectors follows them.
+        let stalled = |t: f64| (10.0..14.0).contains(&t);
+        let heap = |t: f64| {
+            let a = 1e6 + 2e6 * t.min(1.0);
+            (a, a + 3e6, a + 20e6, 3.0)
+        };
+        let gauges = |t: f64| vec![("fanout_collectors", if stalled(t) { 40 } else { 0 })];
+        let mut samples = with_gauges(run(heap), gauges);
+        // Without loadgen's count of requests in flight the fall reads as a high-water mark...
+        assert_eq!(
+            judge(&samples, &Catalogue::default(), None).verdict.class,
+            LeakClass::Plateau
+        );
+        // ... with it, the gauge's rise was the stall's.
+        for s in &mut samples {
+            s.in_flight = if stalled(s.t) { 41 } else { 1 };
+        }
+        let j = judge(&samples, &Catalogue::default(), None);
+        assert_eq!(
+            j.verdict.class,
+            LeakClass::Bounded,
+            "{:?}",
+            j.verdict.reasons
+        );
+    }
+
+    #[test]
     fn nothing_moving_is_none() {
         let samples = run(|_| (1e6, 3e6, 20e6, 3.0));
         let j = judge(&samples, &Catalogue::default(), None);

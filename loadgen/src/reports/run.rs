@@ -13,7 +13,7 @@ use plotters::prelude::*;
 
 use super::{err, esc, points, Chart, Line, SIZE};
 use crate::engine::LoadStats;
-use crate::human::{human_bytes, human_secs, MIB};
+use crate::human::{human_bytes, human_secs, human_value, MIB};
 
 /// Writes the plots and `report.html` into `dir`; returns the HTML's path.
 pub fn write(
@@ -326,12 +326,12 @@ fn html(s: &RunSummary, dir: &Path) -> String {
     for f in &v.findings {
         let _ = write!(
             h,
-            "<li>{} in <b>{}</b> (gauge {}): {} {:+.3}/s{}</li>",
+            "<li>{} in <b>{}</b> (gauge {}): {} {}/s{}</li>",
             esc(f.class.as_str()),
             esc(f.component.as_deref().unwrap_or("?")),
             esc(f.gauge.as_deref().unwrap_or("?")),
             esc(&f.signal),
-            f.slope_per_s,
+            signed(&f.signal, f.slope_per_s),
             f.burn_rate_bytes_per_h
                 .map(|b| format!(", burn rate {}/h", human_bytes(b)))
                 .unwrap_or_default()
@@ -361,10 +361,10 @@ fn html(s: &RunSummary, dir: &Path) -> String {
     if let Some(g) = &s.ground_truth {
         let _ = write!(
             h,
-            "<p>ground truth ({}): expected {:.1}/s, measured {:.1}/s, error {:+.1}%</p>",
+            "<p>ground truth ({}): expected {}/s, measured {}/s, error {:+.1}%</p>",
             esc(&g.signal),
-            g.expected_slope_per_s,
-            g.measured_slope_per_s,
+            human_value(&g.signal, g.expected_slope_per_s),
+            human_value(&g.signal, g.measured_slope_per_s),
             g.error_pct
         );
     }
@@ -376,14 +376,14 @@ fn html(s: &RunSummary, dir: &Path) -> String {
     for (name, f) in &s.signals {
         let _ = write!(
             h,
-            "<tr><td>{}<td>{:.1}<td>[{:.1}, {:.1}]<td>{:.1e}<td>{:.0}<td>{:.0}<td>{}",
+            "<tr><td>{}<td>{}<td>[{}, {}]<td>{:.1e}<td>{}<td>{}<td>{}",
             esc(name),
-            f.slope_per_s,
-            f.ci95[0],
-            f.ci95[1],
+            human_value(name, f.slope_per_s),
+            human_value(name, f.ci95[0]),
+            human_value(name, f.ci95[1]),
             f.p_value,
-            f.first,
-            f.last,
+            human_value(name, f.first),
+            human_value(name, f.last),
             if f.rising { "yes" } else { "" }
         );
     }
@@ -451,12 +451,12 @@ pub fn print_human(s: &RunSummary) {
     eprintln!("verdict: {head}: {}", v.class);
     for f in &v.findings {
         eprintln!(
-            "  {} in {} (gauge {}), signal {} {:+.3}/s{}",
+            "  {} in {} (gauge {}), signal {} {}/s{}",
             f.class,
             f.component.as_deref().unwrap_or("?"),
             f.gauge.as_deref().unwrap_or("?"),
             f.signal,
-            f.slope_per_s,
+            signed(&f.signal, f.slope_per_s),
             f.burn_rate_bytes_per_h
                 .map(|b| format!(", burn rate {}/h", human_bytes(b)))
                 .unwrap_or_default()
@@ -477,8 +477,13 @@ pub fn print_human(s: &RunSummary) {
     }
     if let Some(g) = &s.ground_truth {
         eprintln!(
-            "ground truth: {} expected {:.1}/s ({} per request × {:.1}/s), measured {:.1}/s: error {:+.1}%",
-            g.signal, g.expected_slope_per_s, g.per_request, g.rate_achieved, g.measured_slope_per_s, g.error_pct
+            "ground truth: {} expected {}/s ({} per request × {:.1}/s), measured {}/s: error {:+.1}%",
+            g.signal,
+            human_value(&g.signal, g.expected_slope_per_s),
+            human_value(&g.signal, g.per_request),
+            g.rate_achieved,
+            human_value(&g.signal, g.measured_slope_per_s),
+            g.error_pct
         );
     }
     if let Some(q) = &s.sequential {
@@ -525,4 +530,14 @@ fn print_signal(name: &str, f: &SignalFit) {
         v(f.last),
         if f.rising { "  RISING" } else { "" }
     );
+}
+
+/// A signed rate of signal `name` for people: `+1.9 MiB`, `+200.40`.
+fn signed(name: &str, v: f64) -> String {
+    let text = human_value(name, v);
+    if v >= 0.0 {
+        format!("+{text}")
+    } else {
+        text
+    }
 }
