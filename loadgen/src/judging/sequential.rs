@@ -3,7 +3,7 @@
 //! so the error rate has to hold over every look at once, not at each one.
 //!
 //! The statistic is a **confidence sequence on the slope** of each watched
-//! signal (`allocated`, `alive_tasks`, `rss`), made by **alpha spending**:
+//! signal (`allocated`, `alive_tasks`, RSS outside the allocator), made by **alpha spending**:
 //! look *k* gets its own share `α_k` of the error budget and builds Sen's
 //! interval for the Theil–Sen slope at that level (one-sided, from the ranks
 //! of the pair slopes: the test-inversion of Kendall's S, the same interval
@@ -59,7 +59,7 @@ use super::stats::{mad_sigma, median_of_sorted, pair_slopes, thin, upper_normal_
 /// every watched signal together.
 pub const ALPHA: f64 = 0.01;
 /// The budget is split evenly over this many signals (`allocated`,
-/// `alive_tasks`, `rss`), also when fewer are present (conservative).
+/// `alive_tasks`, RSS), also when fewer are present (conservative).
 pub const SIGNALS: usize = 3;
 /// No call before this much measurement.
 pub const MIN_SPAN_S: f64 = 2.0;
