@@ -26,7 +26,7 @@ use ratatui::layout::{Constraint, Layout};
 use ratatui::style::{Color, Style, Stylize};
 use ratatui::symbols::Marker;
 use ratatui::text::Line;
-use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType, Paragraph};
+use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType, Paragraph, Wrap};
 use ratatui::{Frame, Terminal};
 use tokio::time::Instant;
 
@@ -162,18 +162,22 @@ fn chart<'a>(
 /// Draws one frame of `view`.
 pub fn draw(frame: &mut Frame, view: &View) {
     let [head, heap, lower, foot] = Layout::vertical([
-        Constraint::Length(4),
+        Constraint::Length(5),
         Constraint::Min(8),
         Constraint::Min(6),
         Constraint::Length(1),
     ])
     .areas(frame.area());
     let left = (view.total_s - view.elapsed_s).max(0.0);
+    // The load on one line, the memory and slope on the next, so a narrow
+    // terminal keeps them (the line's parts are ` | `-separated).
+    let (load, memory) = view.line.split_once(" | ").unwrap_or((&view.line, ""));
     let header = Paragraph::new(vec![
         Line::from(format!(
-            "{:.0}/{:.0}s, {left:.0}s left  {}",
-            view.elapsed_s, view.total_s, view.line
+            "{:.0}/{:.0}s, {left:.0}s left  {load}",
+            view.elapsed_s, view.total_s
         )),
+        Line::from(memory.to_owned()),
         Line::from(if view.decision.is_empty() {
             "the verdict comes at the end of the run (--until-verdict decides as it goes)"
                 .to_owned()
@@ -181,6 +185,7 @@ pub fn draw(frame: &mut Frame, view: &View) {
             view.decision.trim_start_matches(" | ").to_owned()
         }),
     ])
+    .wrap(Wrap { trim: true })
     .block(
         Block::bordered()
             .title(format!(" loadgen: {} ", view.title))
@@ -424,6 +429,15 @@ mod tests {
                     .any(|c| ('\u{2801}'..='\u{28ff}').contains(&c)),
             "no line drawn:\n{screen}"
         );
+        // On 80 columns the memory and the slope still show, on their own line.
+        view.line = "measuring  5000 done  200/s  errors 0  dropped 0 | allocated 36.8 MiB rss 46.5 MiB tasks 8 | heap slope +2.0 MiB/s".into();
+        let narrow = rendered(&view, ratatui::layout::Rect::new(0, 0, 80, 30)).join("\n");
+        for text in ["dropped 0", "rss 46.5 MiB", "heap slope +2.0 MiB/s"] {
+            assert!(
+                narrow.contains(text),
+                "{text:?} not on 80 columns:\n{narrow}"
+            );
+        }
     }
 
     #[test]
