@@ -96,6 +96,80 @@ pub fn describe(
     )
 }
 
+/// What the progress line and the TUI read once per tick: the load's
+/// counters, the newest sample, the running slope and `--until-verdict`'s
+/// running decision.
+pub struct Status {
+    progress: Arc<Progress>,
+    shared: Arc<Shared>,
+    until_verdict: Option<Arc<UntilVerdict>>,
+    slope: RunningSlope,
+    /// Requests done at the last rate update, and when.
+    last: (u64, Instant),
+    per_s: u64,
+}
+
+/// One tick's reading.
+pub struct Tick {
+    /// The figures ([`describe`]).
+    pub line: String,
+    /// `--until-verdict`'s running decision (` | ...`), or empty.
+    pub decision: String,
+    pub latest: Option<Sample>,
+}
+
+impl Status {
+    pub fn new(
+        progress: Arc<Progress>,
+        shared: Arc<Shared>,
+        until_verdict: Option<Arc<UntilVerdict>>,
+    ) -> Status {
+        Status {
+            progress,
+            shared,
+            until_verdict,
+            slope: RunningSlope::default(),
+            last: (0, Instant::now()),
+            per_s: 0,
+        }
+    }
+
+    /// Reads everything now; the request rate is updated about once a
+    /// second, however often this is called.
+    pub fn tick(&mut self) -> Tick {
+        let latest = self.shared.latest();
+        if let Some(sample) = &latest {
+            self.slope.push(sample);
+        }
+        let done = self.progress.units_done.load(Ordering::Relaxed);
+        if self.last.1.elapsed() >= Duration::from_millis(900) {
+            self.per_s = done - self.last.0;
+            self.last = (done, Instant::now());
+        }
+        let line = describe(
+            latest.as_ref().map(|s| s.phase),
+            done,
+            self.per_s,
+            (
+                self.progress.errors.load(Ordering::Relaxed),
+                self.progress.dropped.load(Ordering::Relaxed),
+            ),
+            latest.as_ref(),
+            self.slope.slope(),
+        );
+        let decision = self
+            .until_verdict
+            .as_ref()
+            .map(|u| u.progress())
+            .unwrap_or_default();
+        Tick {
+            line,
+            decision,
+            latest,
+        }
+    }
+}
+
 /// The bar, when stderr is a terminal.
 fn terminal_bar(duration: Duration) -> Option<ProgressBar> {
     if !std::io::stderr().is_terminal() {
@@ -123,30 +197,10 @@ pub async fn progress_line(
 ) {
     let mut tick = tokio::time::interval_at(start + Duration::from_secs(1), Duration::from_secs(1));
     let bar = terminal_bar(duration);
-    let mut last_done = 0;
-    let mut slope = RunningSlope::default();
+    let mut status = Status::new(progress, shared, until_verdict);
     for _ in 0..=duration.as_secs() + 30 {
         tick.tick().await;
-        let done = progress.units_done.load(Ordering::Relaxed);
-        let latest = shared.latest();
-        if let Some(sample) = &latest {
-            slope.push(sample);
-        }
-        let decision = until_verdict
-            .as_ref()
-            .map(|u| u.progress())
-            .unwrap_or_default();
-        let line = describe(
-            latest.as_ref().map(|s| s.phase),
-            done,
-            done - last_done,
-            (
-                progress.errors.load(Ordering::Relaxed),
-                progress.dropped.load(Ordering::Relaxed),
-            ),
-            latest.as_ref(),
-            slope.slope(),
-        );
+        let Tick { line, decision, .. } = status.tick();
         let elapsed = start.elapsed();
         match &bar {
             Some(bar) => {
@@ -164,7 +218,6 @@ pub async fn progress_line(
                 duration.as_secs()
             ),
         }
-        last_done = done;
     }
 }
 

@@ -30,7 +30,7 @@ use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType, Paragraph, Wrap};
 use ratatui::{Frame, Terminal};
 use tokio::time::Instant;
 
-use super::progress::{describe, RunningSlope};
+use super::progress::Status;
 use super::until_verdict::UntilVerdict;
 use crate::engine::Progress;
 use crate::judging::stats::theil_sen;
@@ -295,38 +295,17 @@ pub async fn live(
         warmup_s: warmup.as_secs_f64(),
         ..View::default()
     };
-    let mut slope = RunningSlope::default();
+    let mut status = Status::new(progress.clone(), shared, until_verdict);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
-    let (mut last_done, mut last_at) = (0, Instant::now());
-    let mut per_s = 0;
     for _ in 0..(duration.as_secs() + 30) * 4 {
         tick.tick().await;
-        let latest = shared.latest();
-        if let Some(sample) = &latest {
+        let now = status.tick();
+        if let Some(sample) = &now.latest {
             view.push(sample);
-            slope.push(sample);
-        }
-        let done = progress.units_done.load(Ordering::Relaxed);
-        if last_at.elapsed() >= Duration::from_secs(1) {
-            per_s = done - last_done;
-            (last_done, last_at) = (done, Instant::now());
         }
         view.elapsed_s = start.elapsed().as_secs_f64();
-        view.line = describe(
-            latest.as_ref().map(|s| s.phase),
-            done,
-            per_s,
-            (
-                progress.errors.load(Ordering::Relaxed),
-                progress.dropped.load(Ordering::Relaxed),
-            ),
-            latest.as_ref(),
-            slope.slope(),
-        );
-        view.decision = until_verdict
-            .as_ref()
-            .map(|u| u.progress())
-            .unwrap_or_default();
+        view.line = now.line;
+        view.decision = now.decision;
         if screen.terminal.draw(|f| draw(f, &view)).is_err() {
             return;
         }
