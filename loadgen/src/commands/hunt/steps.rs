@@ -412,7 +412,7 @@ pub(super) fn write_report(
     if opts.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{md}");
+        eprint!("{md}");
     }
     Ok(report)
 }

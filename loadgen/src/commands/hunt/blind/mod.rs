@@ -593,7 +593,7 @@ fn write(
     if opts.json {
         println!("{}", serde_json::to_string_pretty(report)?);
     } else {
-        print!("{md}");
+        eprint!("{md}");
     }
     Ok(())
 }
