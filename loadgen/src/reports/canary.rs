@@ -143,6 +143,23 @@ fn panel(
             )))
             .map_err(err)?;
     }
+    // --until-verdict: where the pair was decided (the runs stopped there).
+    if let Some(q) = r.sequential.as_ref().filter(|q| q.decision.is_some()) {
+        let at = q.decided_at_s;
+        chart
+            .draw_series(LineSeries::new(
+                vec![(at, 0.0), (at, y_max)],
+                RED.stroke_width(1),
+            ))
+            .map_err(err)?;
+        chart
+            .draw_series(std::iter::once(Text::new(
+                "decided",
+                (at, y_max * 0.90),
+                ("sans-serif", 13).into_font().color(&RED),
+            )))
+            .map_err(err)?;
+    }
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperLeft)
@@ -203,6 +220,23 @@ pub fn print_human(r: &CanaryReport) {
     }
     for reason in &v.reasons {
         eprintln!("  because {reason}");
+    }
+    if let Some(q) = &r.sequential {
+        match q.decision.as_deref() {
+            Some(d) => eprintln!(
+                "until-verdict: {d}, decided at {:.1} s{} ({} looks; at most {:.0} s)",
+                q.decided_at_s,
+                q.after_toggle_s
+                    .map(|a| format!(", {a:.1} s after the toggle"))
+                    .unwrap_or_default(),
+                q.looks,
+                q.max_duration_s
+            ),
+            None => eprintln!(
+                "until-verdict: not decided before the maximum ({:.0} s); the fixed window decided",
+                q.max_duration_s
+            ),
+        }
     }
     for n in &r.notes {
         eprintln!("note: {n}");
