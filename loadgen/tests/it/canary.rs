@@ -7,6 +7,15 @@ use crate::helpers::{loadgen, scratch};
 
 /// Runs `loadgen canary --spawn` with `toggles`; returns (exit, report, out dir).
 fn canary_run(name: &str, toggles: &[&str]) -> (i32, serde_json::Value, std::path::PathBuf) {
+    canary_with(name, toggles, &["--duration", "26s"])
+}
+
+/// [`canary_run`] with `extra` flags.
+fn canary_with(
+    name: &str,
+    toggles: &[&str],
+    extra: &[&str],
+) -> (i32, serde_json::Value, std::path::PathBuf) {
     let out = scratch(name);
     let out_s = out.to_string_lossy().to_string();
     let mut args = vec![
@@ -16,8 +25,6 @@ fn canary_run(name: &str, toggles: &[&str]) -> (i32, serde_json::Value, std::pat
         "task-leak",
         "--rate",
         "150",
-        "--duration",
-        "26s",
         "--warmup",
         "4s",
         "--out",
@@ -27,6 +34,7 @@ fn canary_run(name: &str, toggles: &[&str]) -> (i32, serde_json::Value, std::pat
     for t in toggles {
         args.extend(["--toggle", t]);
     }
+    args.extend(extra);
     let (code, stdout, stderr) = loadgen(&args);
     let report: serde_json::Value = serde_json::from_str(&stdout)
         .unwrap_or_else(|e| panic!("canary JSON ({e}): {stdout}\n{stderr}"));
@@ -63,6 +71,37 @@ fn a_flag_turned_on_in_the_canary_is_a_regression_and_its_rollback_is_not() {
     assert_eq!(r["verdict"]["regression"], false, "{r:#}");
     assert_eq!(r["toggles"][1]["enabled"], false);
     assert_eq!(code, 0, "{r:#}");
+}
+
+#[test]
+fn until_verdict_stops_both_sides_once_the_pair_is_decided() {
+    let (code, r, out) = canary_with(
+        "canary-until",
+        &["task-leak@4"],
+        &["--duration", "90s", "--until-verdict"],
+    );
+    assert_eq!(r["verdict"]["regression"], true, "{r:#}");
+    assert_eq!(code, 3);
+    let q = &r["sequential"];
+    assert_eq!(q["decided_by"], "sequential", "{r:#}");
+    assert_eq!(q["decision"], "regression", "{r:#}");
+    let after = q["after_toggle_s"].as_f64().expect("after_toggle_s");
+    // The window opens 5 s after the toggle; a loud task leak is called soon after.
+    assert!(
+        (5.0..30.0).contains(&after),
+        "decided {after} s after the toggle"
+    );
+    let end = r["window_s"][1].as_f64().unwrap();
+    assert!(end < 45.0, "the window ends at {end} s, long before 90");
+    // Both sides stopped: neither ran its 90 s.
+    for side in ["baseline", "canary"] {
+        let summary: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(out.join(side).join("summary.json")).expect("summary"),
+        )
+        .expect("JSON");
+        let requests = summary["load"]["requests"].as_u64().unwrap();
+        assert!(requests < 150 * 60, "{side}: {requests} requests");
+    }
 }
 
 #[test]
