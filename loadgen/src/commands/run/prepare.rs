@@ -127,7 +127,9 @@ fn check_pid(pid: u32, target: &Target) -> Result<()> {
     let same_netns = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok()
         == std::fs::read_link("/proc/self/ns/net").ok();
     let port = target.addr.port();
-    if same_netns {
+    // Only a loopback target is known to be served from this host: a pid
+    // given beside a remote target (--allow-remote) is read, not matched.
+    if same_netns && target.addr.ip().is_loopback() {
         if let Ok(false) = leaklab_probe::listens_on(pid, port) {
             return Err(UsageError(format!(
                 "--pid {pid} does not listen on port {port}: it is not {}'s process",
