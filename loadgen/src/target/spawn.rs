@@ -171,13 +171,41 @@ pub fn target_dir_of(exe: &Path) -> Option<PathBuf> {
         .map(Path::to_path_buf)
 }
 
-/// Finds the `leaklab-service` binary, building it when missing.
+/// Finds the `leaklab-service` binary: `LEAKLAB_SERVICE_BIN` when set;
+/// inside the workspace, the build of loadgen's own profile, brought up to
+/// date first (`cargo build -p leaklab-service`, a no-op when it is fresh,
+/// once per process), so a changed service is never run stale; else (an
+/// installed loadgen) the binary beside loadgen's.
 pub fn service_binary() -> Result<PathBuf> {
-    let name = format!("leaklab-service{}", std::env::consts::EXE_SUFFIX);
     if let Ok(p) = std::env::var("LEAKLAB_SERVICE_BIN") {
         return Ok(PathBuf::from(p));
     }
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    if let Some(built) = BUILT.get() {
+        return Ok(built.clone());
+    }
+    let name = format!("leaklab-service{}", std::env::consts::EXE_SUFFIX);
     let exe = std::env::current_exe().context("locating loadgen's executable")?;
+    let target = target_dir_of(&exe);
+    let workspace = target
+        .as_ref()
+        .and_then(|t| t.parent())
+        .filter(|root| root.join("Cargo.toml").is_file());
+    if let (Some(target), Some(root)) = (&target, workspace) {
+        let release = exe.components().any(|c| c.as_os_str() == "release");
+        match build_service(root, release) {
+            Ok(()) => {
+                let profile = if release { "release" } else { "debug" };
+                let built = target.join(profile).join(&name);
+                if !built.is_file() {
+                    bail!("{} still missing after the build", built.display());
+                }
+                return Ok(BUILT.get_or_init(|| built).clone());
+            }
+            // No cargo here (a copied target directory): what was built before.
+            Err(e) => eprintln!("loadgen: {e:#}; using the service binary found on disk"),
+        }
+    }
     let mut candidates = Vec::new();
     if let Some(dir) = exe.parent() {
         candidates.push(dir.join(&name));
@@ -187,38 +215,35 @@ pub fn service_binary() -> Result<PathBuf> {
             }
         }
     }
-    let target = target_dir_of(&exe);
     if let Some(t) = &target {
         candidates.push(t.join("release").join(&name));
         candidates.push(t.join("debug").join(&name));
     }
-    if let Some(found) = candidates.iter().find(|p| p.is_file()) {
-        return Ok(found.clone());
-    }
-    // Not built yet: build it with the same profile as loadgen.
-    let release = exe.components().any(|c| c.as_os_str() == "release");
+    candidates
+        .into_iter()
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            anyhow!("no leaklab-service binary beside loadgen: set LEAKLAB_SERVICE_BIN")
+        })
+}
+
+/// `cargo build -p leaklab-service` in the workspace at `root`, with
+/// loadgen's profile; cargo's own output shows a real build's progress.
+fn build_service(root: &Path, release: bool) -> Result<()> {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.args(["build", "-p", "leaklab-service"]);
+    cmd.args(["build", "-p", "leaklab-service"]).current_dir(root);
     if release {
         cmd.arg("--release");
     }
-    if let Some(root) = target.as_ref().and_then(|t| t.parent()) {
-        cmd.current_dir(root);
-    }
     let status = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
         .status()
         .context("running cargo build -p leaklab-service")?;
     if !status.success() {
         bail!("cargo build -p leaklab-service failed ({status})");
     }
-    let profile = if release { "release" } else { "debug" };
-    let built = target
-        .map(|t| t.join(profile).join(&name))
-        .ok_or_else(|| anyhow!("no target directory"))?;
-    built
-        .is_file()
-        .then_some(built.clone())
-        .ok_or_else(|| anyhow!("{} still missing after the build", built.display()))
+    Ok(())
 }
 
 /// The catalogue of the service binary (`leaklab-service scenarios --json`),
