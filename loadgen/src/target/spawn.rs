@@ -222,16 +222,15 @@ pub fn service_binary() -> Result<PathBuf> {
     candidates
         .into_iter()
         .find(|p| p.is_file())
-        .ok_or_else(|| {
-            anyhow!("no leaklab-service binary beside loadgen: set LEAKLAB_SERVICE_BIN")
-        })
+        .ok_or_else(|| anyhow!("no leaklab-service binary beside loadgen: set LEAKLAB_SERVICE_BIN"))
 }
 
 /// `cargo build -p leaklab-service` in the workspace at `root`, with
 /// loadgen's profile; cargo's own output shows a real build's progress.
 fn build_service(root: &Path, release: bool) -> Result<()> {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.args(["build", "-p", "leaklab-service"]).current_dir(root);
+    cmd.args(["build", "-p", "leaklab-service"])
+        .current_dir(root);
     if release {
         cmd.arg("--release");
     }
