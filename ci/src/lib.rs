@@ -455,11 +455,11 @@ pub fn run_bisect(opts: &BisectOpts) -> Result<BisectReport> {
         );
         let m = measure::measure(&loadgen, &binary, &workload, &out.join(&release.name))?;
         eprintln!(
-            "[{}/{}] {}: {:.1} MB/h, {}",
+            "[{}/{}] {}: {:.1} MiB/h, {}",
             i + 1,
             releases.len(),
             release.name,
-            m.burn_rate_bytes_per_h / 1e6,
+            m.burn_rate_bytes_per_h / check::MIB,
             if m.leak {
                 format!("leak ({})", m.class)
             } else {
@@ -477,7 +477,7 @@ pub fn run_bisect(opts: &BisectOpts) -> Result<BisectReport> {
         .enumerate()
         .map(|(i, (r, m))| plot::Point {
             name: &r.name,
-            burn_rate_mb_per_h: m.as_ref().map(|m| m.burn_rate_bytes_per_h / 1e6),
+            burn_rate_mib_per_h: m.as_ref().map(|m| m.burn_rate_bytes_per_h / check::MIB),
             leak: m.as_ref().map(|m| m.leak),
             first_bad: search.first_bad == Some(i),
         })
@@ -516,12 +516,12 @@ pub fn print_table(report: &BisectReport, to: &mut dyn std::io::Write) -> std::i
     writeln!(
         to,
         "{:<12} {:>14}  {:<22} features",
-        "release", "burn MB/h", "verdict"
+        "release", "burn MiB/h", "verdict"
     )?;
     for row in &report.measured {
         let burn = row
             .burn_rate_bytes_per_h
-            .map(|b| format!("{:.1}", b / 1e6))
+            .map(|b| format!("{:.1}", b / check::MIB))
             .unwrap_or_else(|| "-".into());
         let verdict = row.verdict.clone().unwrap_or_else(|| "not measured".into());
         let mark = if report.first_bad.as_deref() == Some(row.release.as_str()) {

@@ -8,7 +8,7 @@ use plotters::prelude::*;
 /// One release on the plot: its name, its burn rate if measured, and whether it is the first bad one.
 pub struct Point<'a> {
     pub name: &'a str,
-    pub burn_rate_mb_per_h: Option<f64>,
+    pub burn_rate_mib_per_h: Option<f64>,
     pub leak: Option<bool>,
     pub first_bad: bool,
 }
@@ -18,12 +18,12 @@ pub fn burn_rate_by_release(path: &Path, points: &[Point<'_>]) -> Result<()> {
     let n = points.len().max(1);
     let top = points
         .iter()
-        .filter_map(|p| p.burn_rate_mb_per_h)
+        .filter_map(|p| p.burn_rate_mib_per_h)
         .fold(1.0f64, f64::max)
         * 1.2;
     let bottom = points
         .iter()
-        .filter_map(|p| p.burn_rate_mb_per_h)
+        .filter_map(|p| p.burn_rate_mib_per_h)
         .fold(0.0f64, f64::min)
         .min(0.0);
     let root = SVGBackend::new(path, (960, 480)).into_drawing_area();
@@ -42,7 +42,7 @@ pub fn burn_rate_by_release(path: &Path, points: &[Point<'_>]) -> Result<()> {
             let i = x.round() as usize;
             points.get(i).map(|p| p.name.to_owned()).unwrap_or_default()
         })
-        .y_desc("MB/hour (live heap)")
+        .y_desc("MiB/hour (live heap)")
         .draw()
         .map_err(|e| anyhow!("{e}"))?;
     // A deploy marker per release: a thin vertical line, red from the first bad one on.
@@ -63,7 +63,7 @@ pub fn burn_rate_by_release(path: &Path, points: &[Point<'_>]) -> Result<()> {
     }
     for (i, p) in points.iter().enumerate() {
         let x = i as f64;
-        match p.burn_rate_mb_per_h {
+        match p.burn_rate_mib_per_h {
             Some(y) => {
                 let color = if p.leak == Some(true) { RED } else { GREEN };
                 chart

@@ -155,13 +155,13 @@ pub fn run(
     })
 }
 
-/// A signal's slope per hour in MB, `-` when the run has no such signal (too
+/// A signal's slope per hour in MiB, `-` when the run has no such signal (too
 /// few samples to fit it).
-fn mb_per_h(summary: &RunSummary, signal: &str) -> String {
+fn mib_per_h(summary: &RunSummary, signal: &str) -> String {
     summary
         .signals
         .get(signal)
-        .map(|f| format!("{:.1}", f.slope_per_s * 3600.0 / 1e6))
+        .map(|f| format!("{:.1}", f.slope_per_s * 3600.0 / crate::check::MIB))
         .unwrap_or_else(|| "-".into())
 }
 
@@ -228,8 +228,8 @@ pub fn proof_block(
             "| {name} | {} | {} | {} | {} | {} | {:.0} |",
             if s.verdict.leak { "leak" } else { "no leak" },
             s.verdict.class,
-            mb_per_h(s, "allocated"),
-            mb_per_h(s, "rss"),
+            mib_per_h(s, "allocated"),
+            mib_per_h(s, "rss"),
             per_s(s, "alive_tasks"),
             s.load.rate_achieved,
         )
@@ -244,7 +244,7 @@ pub fn proof_block(
     };
     format!(
         "{BEGIN}\nMeasured by `cargo ci prove --only {id}`{} (`loadgen run --spawn --scenario {id} --duration {duration} --warmup {warmup}`, then the same with `--fixed`):\n\n\
-         | run | verdict | class | allocated MB/h | RSS MB/h | tasks/s | req/s |\n|---|---|---|---|---|---|---|\n{}\n{}\n\n{}\n{truth_line}{END}",
+         | run | verdict | class | allocated MiB/h | RSS MiB/h | tasks/s | req/s |\n|---|---|---|---|---|---|---|\n{}\n{}\n\n{}\n{truth_line}{END}",
         source_commit()
             .map(|c| format!(" at commit {c}"))
             .unwrap_or_default(),

@@ -46,6 +46,11 @@ pub fn human_value(name: &str, v: f64) -> String {
     }
 }
 
+/// Bytes per hour for people: `6.9 GiB/h`.
+pub fn human_per_hour(bytes_per_h: f64) -> String {
+    format!("{}/h", human_bytes(bytes_per_h))
+}
+
 /// `42 s`, `3.5 min`, `2.0 h`; `∞` for none.
 pub fn human_secs(s: Option<f64>) -> String {
     match s {

@@ -8,7 +8,7 @@ use clap::Args;
 use leaklab_model::canary::CanaryReport;
 use leaklab_model::LeakClass;
 
-use super::{mb_per_h, wanted, Check, Checked};
+use super::{mib_per_h, wanted, Check, Checked};
 use crate::json;
 
 /// Options of `cargo ci check canary`.
@@ -49,7 +49,7 @@ impl Check for CanaryCheck {
             "regression={} class={} component={component}, {} over the baseline; baseline {}",
             v.regression,
             v.class,
-            mb_per_h(v.burn_rate_delta_bytes_per_h),
+            mib_per_h(v.burn_rate_delta_bytes_per_h),
             if r.baseline.verdict.leak {
                 format!("leaks ({})", r.baseline.verdict.class)
             } else {
@@ -149,7 +149,7 @@ mod tests {
         assert!(checked.passed(), "{:?}", checked.unmet);
         assert_eq!(
             checked.line,
-            "regression=true class=retention component=cache, 2500.0 MB/h over the baseline; \
+            "regression=true class=retention component=cache, 2384.2 MiB/h over the baseline; \
              baseline no leak (none)"
         );
     }

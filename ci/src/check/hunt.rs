@@ -10,7 +10,7 @@ use clap::Args;
 use leaklab_model::hunt::HuntReport;
 use leaklab_model::LeakClass;
 
-use super::{mb_per_h, Check, Checked};
+use super::{mib_per_h, Check, Checked};
 use crate::json;
 
 /// Options of `cargo ci check hunt`.
@@ -88,7 +88,7 @@ impl Check for HuntCheck {
             format!(
                 "a leak ({}, {})",
                 after.class,
-                mb_per_h(Some(after.burn_rate_bytes_per_h))
+                mib_per_h(Some(after.burn_rate_bytes_per_h))
             )
         } else {
             "no leak".to_owned()
@@ -225,7 +225,7 @@ mod tests {
             [
                 "expected a finding unbounded-cache:retention, found task-leak:retention",
                 "expected a finding task-leak:task-leak, found task-leak:retention",
-                "expected no leak after the fix, found a leak (retention, 0.0 MB/h)",
+                "expected no leak after the fix, found a leak (retention, 0.0 MiB/h)",
             ]
         );
     }

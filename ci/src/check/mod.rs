@@ -182,12 +182,15 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
     Ok((number * factor as f64).round() as u64)
 }
 
-/// Bytes per hour as MB/h with one decimal, `-` when absent.
-pub fn mb_per_h(bytes_per_h: Option<f64>) -> String {
+/// Bytes per hour as MiB/h with one decimal, `-` when absent.
+pub fn mib_per_h(bytes_per_h: Option<f64>) -> String {
     bytes_per_h
-        .map(|b| format!("{:.1} MB/h", b / 1e6))
-        .unwrap_or_else(|| "- MB/h".to_owned())
+        .map(|b| format!("{:.1} MiB/h", b / MIB))
+        .unwrap_or_else(|| "- MiB/h".to_owned())
 }
+
+/// One mebibyte, as a float: people read bytes in binary units.
+pub const MIB: f64 = 1024.0 * 1024.0;
 
 /// Seconds with one decimal, `-` when absent.
 pub fn seconds(s: Option<f64>) -> String {

@@ -8,7 +8,7 @@ use clap::Args;
 use leaklab_model::run::RunSummary;
 use leaklab_model::LeakClass;
 
-use super::{mb_per_h, parse_bytes, wanted, Check, Checked};
+use super::{mib_per_h, parse_bytes, wanted, Check, Checked};
 use crate::json;
 
 /// Options of `cargo ci check run`.
@@ -62,7 +62,7 @@ impl Check for RunCheck {
         let mut checked = Checked::new(format!(
             "{}: verdict {verdict}, limit {limit}, burn {}, {:.0} req/s, {} errors",
             s.scenario.as_deref().unwrap_or("(no scenario)"),
-            mb_per_h(burn),
+            mib_per_h(burn),
             s.load.rate_achieved,
             s.load.errors
         ));
@@ -165,7 +165,7 @@ pub(crate) mod tests {
         assert!(checked.passed(), "{:?}", checked.unmet);
         assert_eq!(
             checked.line,
-            "unbounded-cache: verdict leak (retention), limit 268435456 bytes, burn 3600.0 MB/h, \
+            "unbounded-cache: verdict leak (retention), limit 268435456 bytes, burn 3433.2 MiB/h, \
              100 req/s, 0 errors"
         );
     }

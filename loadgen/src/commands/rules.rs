@@ -74,20 +74,20 @@ pub fn rules_yaml(o: &RulesOpts) -> String {
     );
     format!(
         "# Written by `loadgen rules`: loadgen's leak judgement as Prometheus alerts.\n\
-         # A slope over {w} that burns more than {mb:.1} MB/h and is still climbing over\n\
+         # A slope over {w} that burns more than {mb} and is still climbing over\n\
          # the last {t} (a bounded cache levels off; churn has no slope), counted only\n\
          # {age} after the process started (warm-up {wu} plus one window).\n\
          groups:\n  - name: leaklab-memory\n    rules:\n\
          \x20     - alert: MemoryBurn\n        expr: |\n          {climbing}\n        for: {hold}\n\
          \x20       labels:\n          severity: warning\n        annotations:\n\
-         \x20         summary: \"memory climbs faster than {mb:.1} MB/h after warm-up\"\n\
+         \x20         summary: \"memory climbs faster than {mb} after warm-up\"\n\
          \x20     - alert: MemoryTimeToOOM\n        expr: |\n\
          \x20         predict_linear({m}[{w}], {horizon}) > {limit}\n            and {climbing}\n\
          \x20       for: {hold}\n        labels:\n          severity: critical\n        annotations:\n\
          \x20         summary: \"memory reaches {limit} bytes within {horizon_h}\"\n",
         w = prom(o.window),
         t = prom(tail),
-        mb = o.burn_per_hour as f64 / 1e6,
+        mb = crate::human::human_per_hour(o.burn_per_hour as f64),
         wu = prom(o.warmup),
         hold = prom(o.hold),
         horizon = o.horizon.as_secs(),
@@ -148,7 +148,7 @@ pub fn test_yaml(o: &RulesOpts, rules_file: &str) -> Result<String> {
              \x20           exp_annotations:\n              summary: \"{summary}\"\n"
         )
     };
-    let mb = o.burn_per_hour as f64 / 1e6;
+    let mb = crate::human::human_per_hour(o.burn_per_hour as f64);
     Ok(format!(
         "# Written by `loadgen rules --test`: run `promtool test rules` on it.\n\
          # A leak (twice the burn) must fire both alerts; a bounded cache and churn must not.\n\
@@ -157,7 +157,7 @@ pub fn test_yaml(o: &RulesOpts, rules_file: &str) -> Result<String> {
         expect(
             "MemoryBurn",
             "warning",
-            format!("memory climbs faster than {mb:.1} MB/h after warm-up")
+            format!("memory climbs faster than {mb} after warm-up")
         ),
         expect(
             "MemoryTimeToOOM",

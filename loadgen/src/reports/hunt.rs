@@ -9,9 +9,9 @@ use leaklab_model::run::RunSummary;
 
 use crate::human::human_bytes;
 
-/// Bytes per second as `MB/h`.
-pub fn mb_per_h(bytes_per_s: f64) -> String {
-    format!("{:.1} MB/h", bytes_per_s * 3600.0 / 1e6)
+/// Bytes per second as a burn per hour, `6.9 GiB/h`.
+pub fn per_hour(bytes_per_s: f64) -> String {
+    crate::human::human_per_hour(bytes_per_s * 3600.0)
 }
 
 /// A time to OOM in minutes or hours.
@@ -62,7 +62,7 @@ pub fn markdown(report: &HuntReport, leaky: &RunSummary, fixed: &RunSummary, lim
         leaky.load.duration_s,
         human_bytes(leaky.signals.get("allocated").map(|f| f.first).unwrap_or(0.0)),
         human_bytes(leaky.signals.get("allocated").map(|f| f.last).unwrap_or(0.0)),
-        mb_per_h(slope(leaky, "allocated")),
+        per_hour(slope(leaky, "allocated")),
         human_bytes(limit as f64),
         duration_text(leaky.verdict.time_to_oom_s)
     );
@@ -78,7 +78,7 @@ pub fn markdown(report: &HuntReport, leaky: &RunSummary, fixed: &RunSummary, lim
             f.class,
             f.component.as_deref().unwrap_or("?"),
             f.burn_rate_bytes_per_h
-                .map(|b| mb_per_h(b / 3600.0))
+                .map(|b| per_hour(b / 3600.0))
                 .unwrap_or_else(|| "-".into()),
             f.why,
             f.artifact.as_deref().unwrap_or("-")
@@ -115,7 +115,7 @@ pub fn markdown(report: &HuntReport, leaky: &RunSummary, fixed: &RunSummary, lim
         "\n## After the fix\n\nSame load with the fixes on: {} (class {}), live heap {}, alive tasks {:+.2}/s, {:.0} requests/s.\n",
         if report.after_fix.leak { "still leaking" } else { "no leak" },
         report.after_fix.class,
-        mb_per_h(report.after_fix.burn_rate_bytes_per_h / 3600.0),
+        per_hour(report.after_fix.burn_rate_bytes_per_h / 3600.0),
         report.after_fix.alive_tasks_slope_per_s,
         fixed.load.rate_achieved
     );

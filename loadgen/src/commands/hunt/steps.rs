@@ -13,7 +13,7 @@ use super::HuntOpts;
 use crate::artifacts::{self, fetch, Artifact};
 use crate::commands::run::{self, RunPlan, Workload};
 use crate::human::human_bytes;
-use crate::reports::hunt::{duration_text, html, markdown, mb_per_h, signals_line, slope};
+use crate::reports::hunt::{duration_text, html, markdown, per_hour, signals_line, slope};
 use crate::target::spawn::{Launch, Service};
 use crate::target::{AccessOpts, Control, Target};
 
@@ -138,8 +138,8 @@ pub(super) fn read_burn(opts: &HuntOpts, leaky: &RunSummary) {
     step(2, "reading the slope and the time to OOM");
     eprintln!(
         "        live heap burns {} (rss {}); limit {} -> OOM in {}",
-        mb_per_h(slope(leaky, "allocated")),
-        mb_per_h(slope(leaky, "rss")),
+        per_hour(slope(leaky, "allocated")),
+        per_hour(slope(leaky, "rss")),
         human_bytes(opts.limit as f64),
         duration_text(leaky.verdict.time_to_oom_s)
     );
@@ -362,7 +362,7 @@ pub(super) async fn prove_fix(
         } else {
             "no leak: the floor is flat".to_owned()
         },
-        mb_per_h(slope(&fixed, "allocated")),
+        per_hour(slope(&fixed, "allocated")),
         after_fix.alive_tasks_slope_per_s
     );
     Ok((fixed, after_fix))

@@ -40,7 +40,7 @@ use crate::artifacts::{self, fetch, Artifact};
 use crate::commands::run::{self, RunPlan, Workload};
 use crate::errors::exit;
 use crate::human::human_bytes;
-use crate::reports::hunt::{html, markdown, mb_per_h, signals_line, slope};
+use crate::reports::hunt::{html, markdown, per_hour, signals_line, slope};
 use crate::target::spawn::{Launch, Service};
 use crate::target::{Control, Target};
 
@@ -392,7 +392,7 @@ async fn differential(
                 c.scenario.id,
                 c.class,
                 c.why,
-                mb_per_h(c.burn_bytes_per_s)
+                per_hour(c.burn_bytes_per_s)
             );
             confirmed.push(c);
         }
