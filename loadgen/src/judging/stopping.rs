@@ -113,6 +113,11 @@ impl StopRule {
         self.last.as_ref()
     }
 
+    /// The samples kept so far, as the rule's judge reads them.
+    pub fn samples(&self) -> &[Sample] {
+        &self.samples
+    }
+
     /// The stop, once decided.
     pub fn stop(&self) -> Option<&Stop> {
         self.stop.as_ref()

@@ -91,8 +91,6 @@ struct Pair {
     window: Window,
     rule: StopRule,
     baseline: Vec<Sample>,
-    /// The canary's, re-phased to the window.
-    samples: Vec<Sample>,
     watched: Watched,
 }
 
@@ -108,7 +106,6 @@ impl Pair {
             window,
             rule,
             baseline: Vec::new(),
-            samples: Vec::new(),
             watched: Watched::default(),
         }
     }
@@ -122,7 +119,6 @@ impl Pair {
             sample.phase = Phase::Warmup;
         }
         let t = sample.t;
-        self.samples.push(sample.clone());
         let stop = self.rule.push(sample)?.clone();
         self.watched.looks = self.rule.looks();
         let regression = match stop.decision {
@@ -132,7 +128,8 @@ impl Pair {
                 let base = windowed(&self.baseline, self.window.from_s);
                 let horizon = Some(self.rule.horizon_s());
                 let base = judging::judge_within(&base, catalogue, limit, horizon);
-                let ours = judging::judge_within(&self.samples, catalogue, limit, horizon);
+                // The canary's samples as the rule kept them, re-phased to the window.
+                let ours = judging::judge_within(self.rule.samples(), catalogue, limit, horizon);
                 let compared = canary::compare(&base.signals, &ours.signals);
                 let verdict = canary::judge(&base.verdict, &ours.verdict, &compared);
                 if !verdict.regression {
